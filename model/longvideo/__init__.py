@@ -1,0 +1,39 @@
+"""Videos of any length from a single-segment model.
+
+- `render_video`: one job end to end (reference once, chained segments or the sliding window,
+  streamed to an MP4); what the CLI and the benchmark call.
+- `render_chain`: the chained segments one by one, for a caller that checkpoints each finished
+  segment (the worker) and resumes at segment k from the stored last frame of segment k - 1.
+- `SegmentRenderer`: what a model implements to be rendered this way.
+"""
+
+from model.longvideo.chain import FinishedSegment, SamplingOptions, render_chain
+from model.longvideo.mp4 import Mp4Writer, VideoInfo, probe_video
+from model.longvideo.planner import Segment, SegmentPlan, plan_segments
+from model.longvideo.progress import Progress
+from model.longvideo.protocol import DrawnPoseFrames, PoseFrames, SegmentRenderer, first_frame_condition
+from model.longvideo.seeds import segment_seed
+from model.longvideo.video import RenderOptions, Resume, VideoResult, output_timing, render_video
+
+__all__ = [
+    "DrawnPoseFrames",
+    "FinishedSegment",
+    "Mp4Writer",
+    "PoseFrames",
+    "Progress",
+    "RenderOptions",
+    "Resume",
+    "SamplingOptions",
+    "Segment",
+    "SegmentPlan",
+    "SegmentRenderer",
+    "VideoInfo",
+    "VideoResult",
+    "first_frame_condition",
+    "output_timing",
+    "plan_segments",
+    "probe_video",
+    "render_chain",
+    "render_video",
+    "segment_seed",
+]

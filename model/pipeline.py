@@ -1,0 +1,336 @@
+"""One UniAnimate segment: reference image + poses -> video frames.
+
+The pipeline ties the pieces together the way the original inference does:
+
+1. The reference image is embedded by CLIP (one token of context for the UNet) and encoded by the
+   VAE into the reference latent (`randomref`); the reference pose is drawn into the same frame size.
+2. The starting noise is the noise prior: the reference latent diffused to `noise_prior_t`, plus a
+   little offset noise, so the video starts close to the person's appearance.
+3. DDIM with classifier-free guidance denoises it; the conditional branch sees the CLIP embedding, the
+   reference latent and pose, the target poses and (optionally) the first-frame condition.
+4. The VAE decodes the latents a few frames at a time.
+
+It implements `model.longvideo.protocol.SegmentRenderer`, which the long-video renderer chains.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.architecture import Architecture
+from model.checkpoints import ModelFiles, load_strict, read_state_dict, short_hash
+from model.clip import (
+    build_image_encoder,
+    build_text_encoder,
+    empty_text_context,
+    encode_image,
+    load_image_encoder,
+    load_zero_y,
+    preprocess_reference,
+)
+from model.config import UNetConfig
+from model.sampler import ddim_sample, noise_prior
+from model.schedule import NoiseSchedule
+from model.unet.unet import UniAnimateUNet
+from model.vae import SD21_EMBED_DIM, build_vae, decode_latent_chunks, encode_to_latent, load_vae
+from model.window import window_ddim_sample
+
+logger = logging.getLogger(__name__)
+
+UNTRAINED_LABEL = "untrained tiny (random weights)"
+OFFSET_NOISE_STRENGTH = 0.1  # `noise_strength` of the original's Diffusion config
+
+StepCallback = Callable[[int, int], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Everything about the reference that every segment of a job reuses."""
+
+    image_embedding: torch.Tensor  # [1, 1, 1024] CLIP image embedding (the UNet's `image`)
+    latent: torch.Tensor  # [1, 4, 1, h, w] scaled reference latent (the UNet's `randomref`)
+    pose: torch.Tensor  # [1, 3, 1, H, W] reference pose pixels in [0, 1]
+    height: int
+    width: int
+
+
+class UniAnimatePipeline:
+    """Renders segments with one set of weights on one device; build it once per process."""
+
+    def __init__(
+        self,
+        unet: UniAnimateUNet,
+        vae: torch.nn.Module,
+        image_encoder: torch.nn.Module,
+        *,
+        architecture: Architecture,
+        label: str,
+        untrained: bool,
+        device: torch.device,
+        dtype: torch.dtype,
+        vae_chunk_size: int = 2,
+    ) -> None:
+        self.unet = unet
+        self.vae = vae
+        self.image_encoder = image_encoder
+        self.architecture = architecture
+        self.schedule = NoiseSchedule.linear_sd()
+        self.label = label
+        self.untrained = untrained
+        self.device = device
+        self.dtype = dtype
+        self.vae_chunk_size = vae_chunk_size
+        if untrained:
+            logger.warning("model weights: %s -- output is not a real animation", label)
+
+    # ---- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def tiny(cls, seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+             temporal: str = "transformer", cpu_offload: bool = False) -> UniAnimatePipeline:
+        """The same architecture at a small width with seeded random weights: runs anywhere, untrained."""
+        device = torch.device(device)
+        aux_device, aux_dtype = _auxiliary_placement(device, dtype, cpu_offload)
+        arch = Architecture.tiny().with_temporal(temporal)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet = UniAnimateUNet(arch.unet)
+        unet = unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        unet.set_zero_y(empty_text_context(build_text_encoder(spec=arch.clip, seed=seed + 1)))
+        vae = build_vae(ddconfig=arch.vae_ddconfig, device=aux_device, dtype=aux_dtype, seed=seed + 2)
+        image_encoder = build_image_encoder(spec=arch.clip, device=aux_device, dtype=aux_dtype, seed=seed + 3)
+        return cls(unet, vae, image_encoder, architecture=arch, label=UNTRAINED_LABEL, untrained=True,
+                   device=device, dtype=dtype)
+
+    @classmethod
+    def from_checkpoint_dir(
+        cls,
+        checkpoint_dir: str | Path,
+        device: str | torch.device = "cuda",
+        dtype: torch.dtype = torch.float16,
+        cache_dir: str | Path | None = None,
+        architecture: Architecture | None = None,
+        cpu_offload: bool = False,
+    ) -> UniAnimatePipeline:
+        """The released model from a directory holding the published files (see `ModelFiles`).
+
+        `cache_dir` keeps converted weights (safetensors in `dtype`) and zero_y so that later starts
+        read a few memory-mapped files instead of the multi-gigabyte pickles. `architecture` defaults
+        to the released one; tests pass the tiny one with files written in the released formats.
+        `cpu_offload` keeps the VAE and CLIP on the CPU in float32 (the original's `CPU_CLIP_VAE`,
+        about 12 GB of GPU memory at 768x512): slower decoding, less GPU memory.
+        """
+        device = torch.device(device)
+        aux_device, aux_dtype = _auxiliary_placement(device, dtype, cpu_offload)
+        arch = architecture or Architecture.released()
+        files = ModelFiles.discover(checkpoint_dir)
+        unet = build_unet(read_state_dict(files.unet), arch.unet, device, dtype)
+        unet.set_zero_y(load_zero_y(files.open_clip, cache_dir, spec=arch.clip))
+        vae = load_vae(files.sd21, cache_dir, device=aux_device, dtype=aux_dtype, ddconfig=arch.vae_ddconfig,
+                       embed_dim=SD21_EMBED_DIM)
+        image_encoder = load_image_encoder(files.open_clip, cache_dir, spec=arch.clip, device=aux_device,
+                                           dtype=aux_dtype)
+        label = f"{files.unet.stem} sha256:{short_hash(files.unet, cache_dir)}"
+        return cls(unet, vae, image_encoder, architecture=arch, label=label, untrained=False,
+                   device=device, dtype=dtype)
+
+    # ---- the reference --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def prepare_reference(self, image: np.ndarray, ref_pose: np.ndarray, height: int, width: int,
+                          seed: int = 0) -> Reference:
+        """Embeds the reference image (CLIP), encodes it (VAE) and prepares the reference pose.
+
+        `image` and `ref_pose` are uint8 RGB of any size; both are resized to `height` x `width` as
+        the original resizes its inputs. The VAE posterior is sampled, as in the original, from a
+        generator seeded with `seed` so that a job is reproducible.
+        """
+        self.check_frame_size(height, width)
+        pil = Image.fromarray(_check_rgb(image, "reference image"))
+        embedding = encode_image(self.image_encoder, preprocess_reference(pil)).unsqueeze(1)
+        pixels = to_unit_tensor(resize_rgb(image, height, width)).mul(2).sub(1)  # [-1, 1] for the VAE
+        generator = torch.Generator("cpu").manual_seed(seed)
+        latent = encode_to_latent(self.vae, pixels.unsqueeze(0), generator=generator)
+        pose = to_unit_tensor(resize_rgb(_check_rgb(ref_pose, "reference pose"), height, width))
+        return Reference(
+            image_embedding=embedding.to(self.device, self.dtype),
+            latent=latent.unsqueeze(2).to(self.device, self.dtype),
+            pose=pose[None, :, None].to(self.device, self.dtype),
+            height=height,
+            width=width,
+        )
+
+    # ---- one segment ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def render_segment(
+        self,
+        ref: Reference,
+        poses: np.ndarray,
+        first_frame: np.ndarray | None,
+        *,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+        noise_prior_t: int,
+        progress: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> np.ndarray:
+        """Poses `[F, H, W, 3]` uint8 RGB -> frames `[F, H, W, 3]` uint8 RGB.
+
+        `first_frame` (uint8 RGB) is the first-frame condition (`local_image`): the frame the segment
+        should start from, e.g. the last frame of the previous segment. All noise comes from a
+        generator seeded with `seed`, so the same arguments give the same frames.
+        """
+        pose_video = self._pose_video(ref, poses)
+        cond = self._conditions(ref, pose_video, first_frame)
+        x_T = self._initial_noise(ref, pose_video.shape[2] - 1, seed, noise_prior_t)
+        latents = ddim_sample(
+            self.unet, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
+            cond_kwargs=cond, uncond_kwargs={}, progress=_one_based(progress), should_cancel=should_cancel,
+        )
+        return np.concatenate(list(self._decode(latents)))
+
+    @torch.no_grad()
+    def render_window(
+        self,
+        ref: Reference,
+        poses,
+        *,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+        noise_prior_t: int,
+        context_size: int,
+        context_overlap: int,
+        context_batch_size: int,
+        progress: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> Iterator[np.ndarray]:
+        """The original's sliding-window sampler over the whole pose sequence; yields frames in order.
+
+        Unlike chaining, the latents of the whole clip are denoised together, so memory grows with
+        the clip's length; this mode exists to reproduce the original's long-video results.
+        """
+        pose_video = self._pose_video(ref, poses[0:len(poses)])
+        cond = self._conditions(ref, pose_video, None)
+        x_T = self._initial_noise(ref, pose_video.shape[2] - 1, seed, noise_prior_t)
+        latents = window_ddim_sample(
+            self.unet, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
+            cond_kwargs=cond, uncond_kwargs={}, context_size=context_size, context_overlap=context_overlap,
+            context_batch_size=context_batch_size, progress=_one_based(progress), should_cancel=should_cancel,
+        )
+        for chunk in self._decode(latents):
+            yield from chunk
+
+    # ---- pieces ---------------------------------------------------------------------------------
+
+    def check_frame_size(self, height: int, width: int) -> None:
+        multiple = self.architecture.size_multiple
+        if height <= 0 or width <= 0 or height % multiple or width % multiple:
+            raise ValueError(f"height and width must be positive multiples of {multiple}, got {height}x{width}")
+
+    def _pose_video(self, ref: Reference, poses: np.ndarray) -> torch.Tensor:
+        """[1, 3, F+1, H, W] in [0, 1]: the reference pose followed by the target poses."""
+        if poses.ndim != 4 or poses.shape[1:] != (ref.height, ref.width, 3) or poses.dtype != np.uint8:
+            raise ValueError(
+                f"poses must be uint8 [F, {ref.height}, {ref.width}, 3] (the reference size), "
+                f"got {poses.dtype} {list(poses.shape)}"
+            )
+        if len(poses) == 0:
+            raise ValueError("a segment needs at least one pose frame")
+        targets = torch.from_numpy(poses).permute(3, 0, 1, 2).unsqueeze(0)  # [1, 3, F, H, W]
+        targets = targets.to(self.device, self.dtype).div(255)
+        return torch.cat([ref.pose, targets], dim=2)
+
+    def _conditions(self, ref: Reference, pose_video: torch.Tensor, first_frame: np.ndarray | None) -> dict:
+        """Keyword arguments of the conditional branch (the unconditional one passes none)."""
+        num_frames = pose_video.shape[2] - 1
+        cond = {
+            "image": ref.image_embedding,
+            "dwpose": pose_video,
+            "randomref": ref.latent.expand(-1, -1, num_frames, -1, -1),
+        }
+        if first_frame is not None:
+            # The original feeds `local_image` as [0, 1] pixels repeated over every frame.
+            frame = to_unit_tensor(_check_frame(first_frame, ref.height, ref.width))
+            cond["local_image"] = frame[None, :, None].to(self.device, self.dtype).expand(-1, -1, num_frames, -1, -1)
+        return cond
+
+    def _initial_noise(self, ref: Reference, num_frames: int, seed: int, noise_prior_t: int) -> torch.Tensor:
+        """The noise prior of the original's long-video entrance (offset noise added after q_sample).
+
+        Noise is drawn on the CPU in float32 so that a seed gives the same start on any device.
+        """
+        generator = torch.Generator("cpu").manual_seed(seed)
+        scale = self.architecture.latent_scale
+        shape = (1, 4, num_frames, ref.height // scale, ref.width // scale)
+        noise = torch.randn(shape, generator=generator)
+        offset = torch.randn(shape[:3] + (1, 1), generator=generator)
+        x_T = noise_prior(noise, offset, ref.latent.float().cpu(), self.schedule, noise_prior_t,
+                          order="long", strength=OFFSET_NOISE_STRENGTH)
+        return x_T.to(self.device, self.dtype)
+
+    def _decode(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
+        """Latents [1, 4, F, h, w] -> uint8 RGB frames, `vae_chunk_size` frames at a time."""
+        frames = latents[0].transpose(0, 1)  # [F, 4, h, w]
+        for images in decode_latent_chunks(self.vae, frames, self.vae_chunk_size):
+            pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round()
+            yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _auxiliary_placement(device: torch.device, dtype: torch.dtype, cpu_offload: bool
+                         ) -> tuple[torch.device, torch.dtype]:
+    """Where the VAE and CLIP live: with the UNet, or on the CPU in float32 when offloaded."""
+    return (torch.device("cpu"), torch.float32) if cpu_offload else (device, dtype)
+
+
+def build_unet(state_dict: dict, config: UNetConfig, device: torch.device, dtype: torch.dtype) -> UniAnimateUNet:
+    """The UNet with checkpoint weights, built on the meta device so it is allocated once, in `dtype`."""
+    with torch.device("meta"):
+        unet = UniAnimateUNet(config)
+    weights = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
+    load_strict(unet, weights, "UniAnimate UNet weights")
+    return unet.eval().requires_grad_(False)
+
+
+def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """PIL bilinear resize of the whole frame, as the original's `Resize` transform."""
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def to_unit_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] -> float32 [3, H, W] in [0, 1] (the original's `ToTensor`).
+
+    `torch.tensor` copies, so read-only arrays (decoded images, `np.asarray` of PIL) are fine.
+    """
+    return torch.tensor(image).permute(2, 0, 1).float().div(255)
+
+
+def _check_rgb(image: np.ndarray, what: str) -> np.ndarray:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what} must be a uint8 RGB array [H, W, 3], got {image.dtype} {list(image.shape)}")
+    return image
+
+
+def _check_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    _check_rgb(frame, "first frame")
+    if frame.shape[:2] != (height, width):
+        raise ValueError(f"first frame must be {height}x{width} (the output size), got {frame.shape[0]}x{frame.shape[1]}")
+    return frame
+
+
+def _one_based(progress: StepCallback | None) -> StepCallback | None:
+    """The sampler counts steps from 0; callers of a renderer count finished steps from 1."""
+    if progress is None:
+        return None
+    return lambda index, total: progress(index + 1, total)

@@ -1,0 +1,234 @@
+"""`unianimate render`: animate a reference image along a pose sequence into an MP4, locally.
+
+    unianimate render --reference person.jpg --reference-keypoints ref.json \
+        --pose-keypoints dance.json --out dance.mp4 --model tiny
+
+Long inputs are rendered segment by segment (first-frame chaining) or with the original's
+sliding window (`--mode window`), and streamed to the MP4 as they finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.errors import RenderCancelled
+from model.longvideo.chain import SamplingOptions
+from model.longvideo.mp4 import DEFAULT_CRF
+from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES
+from model.longvideo.progress import Progress
+from model.longvideo.protocol import SegmentRenderer
+from model.longvideo.video import MODES, RenderOptions, render_video
+from model.motion import Motion, load_image, prepare_motion
+from model.pose.render import resize_like_original
+
+DTYPES = ("fp16", "bf16", "fp32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unianimate render", description=__doc__.split("\n\n")[0])
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument("--reference", type=Path, required=True, help="photo of the person (PNG/JPEG/WebP)")
+    inputs.add_argument(
+        "--reference-keypoints",
+        type=Path,
+        help="keypoint JSON of the reference photo (default: detected in the photo with DWPose)",
+    )
+    motion = inputs.add_mutually_exclusive_group(required=True)
+    motion.add_argument(
+        "--pose-keypoints", type=Path, help="OpenPose or DWPose keypoint JSON, one entry per frame"
+    )
+    motion.add_argument(
+        "--pose-video", type=Path, help="a skeleton video (or a driving video with --extract-poses)"
+    )
+    inputs.add_argument(
+        "--extract-poses",
+        action="store_true",
+        help="--pose-video is a real video: detect its poses with DWPose",
+    )
+    inputs.add_argument("--dwpose-dir", type=Path, help="folder with dw-ll_ucoco_384.onnx and yolox_l.onnx")
+    inputs.add_argument("--first-frame", type=Path, help="an image the video must start from (chain mode)")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the MP4")
+
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument(
+        "--checkpoint-dir", type=Path, help="folder with the released UniAnimate, SD 2.1 and CLIP weights"
+    )
+    model.add_argument("--model", choices=["tiny"], help="'tiny': the untrained tiny model (random weights)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    parser.add_argument("--dtype", choices=DTYPES, help="default: fp16 on cuda, fp32 on cpu")
+    parser.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="keep CLIP and the VAE on the CPU between uses (~12 GB of GPU memory at 768x512)",
+    )
+
+    render = parser.add_argument_group("rendering")
+    render.add_argument("--height", type=int, default=768)
+    render.add_argument("--width", type=int, default=512)
+    render.add_argument("--steps", type=int, default=30, help="DDIM steps")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+    render.add_argument("--noise-prior-t", type=int, default=939)
+    render.add_argument("--fps", type=float, help="frame rate of pose keypoints that do not state one")
+    render.add_argument(
+        "--frame-interval",
+        type=int,
+        help="use every K-th pose frame (default: the smallest K giving 15 fps or less)",
+    )
+    render.add_argument("--max-duration", type=float, help="stop after this many seconds of video")
+    render.add_argument("--mode", choices=MODES, default="chain")
+    render.add_argument("--segment-frames", type=int, default=DEFAULT_SEGMENT_FRAMES)
+    render.add_argument("--context-size", type=int, default=32, help="window mode: frames per window")
+    render.add_argument(
+        "--context-overlap", type=int, default=8, help="window mode: frames shared by windows"
+    )
+    render.add_argument(
+        "--context-batch-size", type=int, default=1, help="window mode: windows per UNet call"
+    )
+    render.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality (lower is better)")
+    render.add_argument(
+        "--no-align",
+        dest="align",
+        action="store_false",
+        help="use the poses as given instead of fitting them to the reference person (not for skeleton videos)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def render_options(args: argparse.Namespace) -> RenderOptions:
+    sampling = SamplingOptions(
+        seed=args.seed, steps=args.steps, guidance_scale=args.guidance, noise_prior_t=args.noise_prior_t
+    )
+    return RenderOptions(
+        height=args.height,
+        width=args.width,
+        sampling=sampling,
+        mode=args.mode,
+        segment_frames=args.segment_frames,
+        context_size=args.context_size,
+        context_overlap=args.context_overlap,
+        context_batch_size=args.context_batch_size,
+        crf=args.crf,
+    )
+
+
+def load_renderer(args: argparse.Namespace) -> SegmentRenderer:
+    """The UniAnimate pipeline the arguments ask for (loaded once; it renders every segment)."""
+    import torch
+
+    from model.pipeline import UniAnimatePipeline
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = args.dtype or ("fp16" if device == "cuda" else "fp32")
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    settings = {"device": device, "dtype": dtype, "cpu_offload": args.cpu_offload}
+    if args.model == "tiny":
+        return UniAnimatePipeline.tiny(**settings)
+    return UniAnimatePipeline.from_checkpoint_dir(args.checkpoint_dir, **settings)
+
+
+def load_motion(args: argparse.Namespace) -> Motion:
+    """The flags' motion: `--fps` is the rate of keypoints that do not state one; the output plays at
+    the source rate over the frame interval."""
+    videos = {}
+    if args.pose_video is not None:
+        videos["driving_video" if args.extract_poses else "skeleton_video"] = args.pose_video
+    return prepare_motion(
+        reference_image=args.reference,
+        reference_keypoints=args.reference_keypoints,
+        pose_keypoints=args.pose_keypoints,
+        **videos,
+        height=args.height,
+        width=args.width,
+        frame_interval=args.frame_interval,
+        source_fps=args.fps,
+        max_duration_s=args.max_duration,
+        align=args.align,
+        extractor=_extractor(args),
+    )
+
+
+def _extractor(args: argparse.Namespace):
+    """The DWPose extractor, only when poses must be detected (reference photo or raw driving video)."""
+    if args.reference_keypoints is not None and not args.extract_poses:
+        return None
+    from model.pose.extract import DWPoseExtractor, DWPoseNotConfigured
+
+    try:
+        return DWPoseExtractor(args.dwpose_dir, device=args.device or "auto")
+    except DWPoseNotConfigured as exc:  # a setup problem the user fixes, reported like bad input
+        raise ValueError(str(exc)) from None
+
+
+def load_first_frame(path: Path, height: int, width: int) -> np.ndarray:
+    """The image the video must start from, at the output size (PIL bilinear, like the original)."""
+    image = load_image(path, what=f"--first-frame {path}")
+    return resize_like_original(Image.fromarray(image), height, width)
+
+
+class ProgressBar:
+    """A tqdm bar over the whole job, labelled with segment, step and frames."""
+
+    def __init__(self, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1000, disable=not enabled, bar_format="{l_bar}{bar}| {postfix}")
+
+    def __call__(self, progress: Progress) -> None:
+        self._bar.set_description(
+            f"segment {progress.segment}/{progress.segments} step {progress.step}/{progress.steps}"
+        )
+        eta = "?" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
+        self._bar.set_postfix_str(f"frames {progress.frames_done}/{progress.frames_total} eta {eta}")
+        self._bar.update(round(1000 * progress.fraction) - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not args.out.parent.is_dir():
+            raise ValueError(f"--out: the folder {args.out.parent} does not exist")
+        options = render_options(args)
+        motion = load_motion(args)
+        first_frame = (
+            None if args.first_frame is None else load_first_frame(args.first_frame, args.height, args.width)
+        )
+        renderer = load_renderer(args)
+    except (ValueError, OSError) as exc:  # bad input: say what to fix, no traceback
+        print(f"unianimate render: error: {exc}", file=sys.stderr)
+        return 2
+    if renderer.untrained:
+        print(
+            f"unianimate render: using {renderer.label}: the video will not look like the person",
+            file=sys.stderr,
+        )
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        result = render_video(
+            renderer,
+            motion.reference_image,
+            motion.ref_pose,
+            motion.poses,
+            args.out,
+            fps=motion.fps,
+            options=options,
+            first_frame=first_frame,
+            audio_source=motion.audio_source,
+            on_progress=bar,
+        )
+    except (KeyboardInterrupt, RenderCancelled):
+        print("unianimate render: canceled, nothing written", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    print(f"{result.path}: {result.frames} frames at {float(result.fps):g} fps, {result.duration_s:.3f} s")
+    return 0

@@ -1,0 +1,39 @@
+from service.job_model import JobStatus
+from tests.service.conftest import keypoint_upload
+from tests.service.test_api_errors import assert_problem
+
+
+def test_healthz_and_readyz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "checks": {"redis": "ok", "storage": "ok"}}
+
+
+def test_readyz_names_what_is_down(make_client):
+    client = make_client(redis_url="redis://127.0.0.1:1/0", redis_timeout_s=0.5)
+    body = assert_problem(client.get("/readyz"), 503, "unavailable")
+    assert body["checks"]["storage"] == "ok" and body["checks"]["redis"].startswith("unreachable")
+
+
+def test_metrics_report_jobs_queue_segments_and_gpu_time(client, state):
+    first = client.post("/animate", files=keypoint_upload()).json()["job_id"]
+    client.post("/animate", files=keypoint_upload())
+    state.jobs.transition(first, JobStatus.RUNNING, worker="w")
+    state.jobs.segment_started(first, 0, "w")
+    state.jobs.segment_finished(first, 0, seconds=42.0)
+    state.jobs.transition(first, JobStatus.CANCELED)
+    text = client.get("/metrics").text
+    assert 'unianimate_jobs{state="queued"} 1.0' in text
+    assert 'unianimate_jobs{state="canceled"} 1.0' in text
+    assert 'unianimate_queue_depth{queue="render"} 2.0' in text
+    assert 'unianimate_segment_seconds_bucket{le="30.0"} 0.0' in text
+    assert 'unianimate_segment_seconds_bucket{le="60.0"} 1.0' in text
+    assert "unianimate_segment_seconds_sum 42.0" in text
+    gpu = next(line for line in text.splitlines() if line.startswith("unianimate_gpu_seconds_total"))
+    assert float(gpu.split()[-1]) > 0
+
+
+def test_openapi_documents_both_request_bodies(client):
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/animate"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert "application/problem+json" in spec["paths"]["/jobs/{job_id}"]["get"]["responses"]["404"]["content"]

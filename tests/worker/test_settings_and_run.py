@@ -1,0 +1,69 @@
+"""Worker settings and the `unianimate worker` entry: refusals with messages that say what to set."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from worker.renderer_loader import pick_device
+from worker.run import main
+from worker.settings import ModelNotConfigured, WorkerSettings
+
+
+def test_a_model_must_be_chosen(tmp_path):
+    with pytest.raises(ModelNotConfigured, match="UNIANIMATE_CHECKPOINT_DIR"):
+        WorkerSettings(_env_file=None).require_model()
+    with pytest.raises(ModelNotConfigured, match="not a folder"):
+        WorkerSettings(_env_file=None, checkpoint_dir=tmp_path / "missing").require_model()
+    WorkerSettings(_env_file=None, checkpoint_dir=tmp_path).require_model()
+    WorkerSettings(_env_file=None, model="tiny").require_model()
+
+
+def test_environment_settings(monkeypatch):
+    monkeypatch.setenv("UNIANIMATE_MODEL", "tiny")
+    monkeypatch.setenv("UNIANIMATE_WEBHOOK_ALLOW_HOSTS", "hooks.internal, 10.0.0.5")
+    monkeypatch.setenv("UNIANIMATE_LEASE_TTL_S", "7")
+    settings = WorkerSettings()
+    assert settings.webhook_allow_hosts == {"hooks.internal", "10.0.0.5"}
+    assert WorkerSettings(_env_file=None, dtype="float16").dtype == "fp16"
+    assert settings.sweep_every_s == 3.5 and settings.visibility_timeout_s > settings.time_limit_s
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValidationError, match="whsec_"):
+        WorkerSettings(_env_file=None, webhook_secret="not-a-secret")
+    with pytest.raises(ValidationError, match="must exceed soft_time_limit_s"):
+        WorkerSettings(_env_file=None, soft_time_limit_s=100, time_limit_s=100)
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    ([], {}, "UNIANIMATE_CHECKPOINT_DIR"),
+    (["--queues", "render,gpu"], {}, "unknown queue"),
+    (["--pool", "threads"], {"UNIANIMATE_MODEL": "tiny"}, "prefork"),
+    (["--queues", "webhooks"], {}, "UNIANIMATE_WEBHOOK_SECRET"),
+])
+def test_the_worker_refuses_to_start_misconfigured(monkeypatch, capsys, argv, env, message):
+    for name in ("UNIANIMATE_MODEL", "UNIANIMATE_CHECKPOINT_DIR", "UNIANIMATE_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_each_worker_process_takes_its_own_gpu():
+    assert pick_device(None, 0, cuda_count=0) == "cpu"
+    assert pick_device(None, 3, cuda_count=1) == "cuda"
+    assert [pick_device("cuda", i, cuda_count=2) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert pick_device("cuda:1", 0, cuda_count=2) == "cuda:1"
+
+
+def test_cpu_offload_setting_reaches_the_pipeline(monkeypatch):
+    """UNIANIMATE_CPU_OFFLOAD keeps the VAE and CLIP on the CPU in float32 while the UNet uses DTYPE."""
+    import torch
+
+    from worker.renderer_loader import load_renderer
+
+    monkeypatch.setenv("UNIANIMATE_CPU_OFFLOAD", "true")
+    renderer = load_renderer(WorkerSettings(_env_file=None, model="tiny", device="cpu", dtype="bf16"))
+    assert renderer.unet.dtype == torch.bfloat16
+    assert renderer.vae.dtype == torch.float32 and renderer.image_encoder.dtype == torch.float32

@@ -1,0 +1,219 @@
+"""The Celery application of the workers: two queues, two tasks, one model per process.
+
+- "render" queue, task `unianimate.render(job_id)`: prefork, one process per GPU. The model is
+  loaded right after the fork (`worker_process_init`), once, and renders every job the process
+  gets. Messages are acknowledged after the task (`acks_late`) and handed back when the process
+  dies (`reject_on_worker_lost`); the job lease makes a second copy harmless.
+- "webhooks" queue, task `unianimate.deliver_webhook(event_id)`: light, threads; retries with
+  jittered exponential backoff, resending the recorded event byte for byte.
+
+Redis' visibility timeout (when an unacknowledged message is handed out again) is longer than
+the longest job, so a healthy job is never rendered twice; a dead worker's job is picked up
+sooner by the orphan sweeper that runs in each render worker's main process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from celery import Celery, signals
+from kombu import Queue
+
+from model.longvideo.protocol import SegmentRenderer
+from service.jobs import JobStore
+from service.queue import RENDER_TASK, WEBHOOK_TASK
+from service.storage import Storage, make_storage
+from service.webhook_outbox import WebhookOutbox
+from service.webhooks import webhook_client
+from worker import stopping
+from worker.outbox import RetryPolicy, deliver_recorded
+from worker.patient_storage import PatientStorage
+from worker.render_job import Outcome, RetryRender, WorkerContext, render_job
+from worker.renderer_loader import load_extractor, load_renderer
+from worker.settings import RENDER_QUEUE, WEBHOOK_QUEUE, WorkerSettings
+from worker.sweeper import Sweeper, claim_requeue
+
+log = logging.getLogger(__name__)
+
+RENDER_RETRY_DELAY_S = 5.0
+WEBHOOK_SOFT_TIME_LIMIT_S = 60
+
+app = Celery("unianimate", set_as_current=False)
+
+
+def configure(settings: WorkerSettings, *, renders: bool) -> Celery:
+    """Apply the settings to `app`; `renders` says this process consumes the render queue (it then
+    loads a model in each child process and runs the orphan sweeper)."""
+    global _settings, _renders
+    _settings, _renders = settings, renders
+    app.conf.update(
+        broker_url=settings.celery_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=settings.broker_transport_options,
+        task_queues=(Queue(RENDER_QUEUE), Queue(WEBHOOK_QUEUE)),
+        task_default_queue=RENDER_QUEUE,
+        task_routes={RENDER_TASK: {"queue": RENDER_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_time_limit=settings.time_limit_s,
+        worker_proc_alive_timeout=settings.model_load_timeout_s,  # a child loads the model before it is ready
+        worker_cancel_long_running_tasks_on_connection_loss=False,  # the lease settles duplicates
+    )
+    return app
+
+
+_settings: WorkerSettings | None = None
+_renders = False
+# (settings, worker process index) -> the model; a launcher may swap in any SegmentRenderer before main()
+renderer_factory: Callable[[WorkerSettings, int], SegmentRenderer] = load_renderer
+
+
+@dataclass
+class Runtime:
+    """What one worker process holds: connections, and (render workers) the model."""
+    settings: WorkerSettings
+    jobs: JobStore
+    storage: Storage
+    renderer_factory: Callable[[WorkerSettings, int], SegmentRenderer]
+    _context: WorkerContext | None = field(default=None, init=False)
+    _http: object = field(default=None, init=False)
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> Runtime:
+        return cls(settings, JobStore.from_url(settings.redis_url, settings.redis_timeout_s),
+                   PatientStorage(make_storage(settings), settings.storage_patience_s), renderer_factory)
+
+    def load_model(self, process_index: int = 0) -> WorkerContext:
+        if self._context is None:
+            renderer = self.renderer_factory(self.settings, process_index)
+            outbox = WebhookOutbox(self.jobs.redis, enqueue_webhook, prefix=self.jobs.prefix,
+                                   progress_interval_s=self.settings.webhook_progress_interval_s,
+                                   record_ttl_s=self.settings.webhook_record_ttl_s, job_view=self.job_view)
+            self._context = WorkerContext(self.settings, self.jobs, self.storage, renderer, outbox,
+                                          name=f"{socket.gethostname()}/{os.getpid()}",
+                                          extractor=load_extractor(self.settings))
+        return self._context
+
+    def job_view(self, job) -> dict:
+        """The job as GET /jobs/{id} shows it; a finished video gets a presigned URL when storage makes one."""
+        url = None if job.result is None else self.storage.presigned_url(job.result.key,
+                                                                         self.settings.presign_ttl_s)
+        return job.public(url)
+
+    @property
+    def http(self):
+        if self._http is None:
+            self._http = webhook_client(self.settings.webhook_allow_hosts)
+        return self._http
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.from_settings(_settings or WorkerSettings())
+        return _runtime
+
+
+def enqueue_render(job_id: str) -> None:
+    app.send_task(RENDER_TASK, args=[job_id], queue=RENDER_QUEUE)
+
+
+def enqueue_webhook(event_id: str) -> None:
+    app.send_task(WEBHOOK_TASK, args=[event_id], queue=WEBHOOK_QUEUE)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+# max_retries=None on the task: Celery's own limit (3 by default; `retry(max_retries=None)` does not
+# lift it) would cut retries short; the job's runs and the webhook RetryPolicy bound them instead.
+@app.task(name=RENDER_TASK, bind=True, max_retries=None)
+def render(self, job_id: str) -> str:
+    try:
+        outcome = render_job(job_id, runtime().load_model())
+        if outcome is Outcome.HANDED_BACK:  # the lease is released: any worker may take it now
+            enqueue_render(job_id)
+        return outcome.value
+    except RetryRender as exc:
+        # the lease is released: keep the sweepers from re-sending the job before the retry is due
+        claim_requeue(runtime().jobs, job_id, runtime().settings.visibility_timeout_s)
+        raise self.retry(exc=exc, countdown=RENDER_RETRY_DELAY_S) from exc
+
+
+@app.task(name=WEBHOOK_TASK, bind=True, max_retries=None, soft_time_limit=WEBHOOK_SOFT_TIME_LIMIT_S,
+          time_limit=WEBHOOK_SOFT_TIME_LIMIT_S + 30)
+def deliver_webhook(self, event_id: str) -> None:
+    rt = runtime()
+    secret = rt.settings.webhook_secret
+    if secret is None:
+        raise RuntimeError("UNIANIMATE_WEBHOOK_SECRET is not set: the webhook worker cannot sign events")
+    policy = RetryPolicy(rt.settings.webhook_max_attempts, rt.settings.webhook_backoff_base_s,
+                         rt.settings.webhook_backoff_cap_s)
+    delay = deliver_recorded(rt.jobs.redis, event_id, self.request.retries + 1,
+                             secret=secret.get_secret_value(), http=rt.http, policy=policy, prefix=rt.jobs.prefix)
+    if delay is not None:
+        raise self.retry(countdown=delay)
+
+
+# ---------------------------------------------------------------- process lifecycle
+
+
+@signals.worker_process_init.connect
+def _load_model_after_fork(**_) -> None:
+    """Each prefork child gets its own connections and loads the model once, before its first task."""
+    global _runtime
+    if not _renders:
+        return
+    from billiard.process import current_process
+
+    _runtime = None  # never share the parent's sockets with a child
+    runtime().load_model(process_index=current_process().index or 0)
+
+
+_sweeper: Sweeper | None = None
+_pool = None  # the render worker's pool, whose processes a warm shutdown asks to hand their jobs back
+
+
+@signals.worker_ready.connect
+def _on_ready(sender=None, **_) -> None:
+    """Render workers: remember the pool (see _hand_jobs_back) and start the orphan sweeper."""
+    global _sweeper, _pool
+    if not _renders or _settings is None:
+        return
+    _pool = getattr(sender, "pool", None)
+    jobs = JobStore.from_url(_settings.redis_url, _settings.redis_timeout_s)
+    _sweeper = Sweeper(jobs, enqueue_render, interval_s=_settings.sweep_every_s,
+                       claim_ttl_s=_settings.visibility_timeout_s)
+    _sweeper.start()
+
+
+@signals.worker_shutting_down.connect
+def _hand_jobs_back(**_) -> None:
+    """SIGTERM (warm shutdown) in the main process: running renders stop and go back to the queue."""
+    if not _renders or _pool is None:
+        return
+    children = [pid for pid in _pool.info.get("processes", []) if pid != os.getpid()]
+    if children:
+        stopping.forward(children)
+    else:  # solo pool: the render runs in this process
+        stopping.request()
+
+
+@signals.worker_shutdown.connect
+def _stop_sweeper(**_) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()

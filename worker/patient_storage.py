@@ -1,0 +1,74 @@
+"""Object storage for the render worker that rides out an outage instead of failing the run.
+
+A storage outage (a restart, a network blip, a throttling spell) is not the job's fault: without
+patience the worker's upload of a finished segment would fail the run, and a few such runs the
+job. So every call that reaches storage is retried on `StorageUnavailable` with exponential
+backoff and jitter until `patience_s` has passed; only then does the error reach the run. The
+job's lease keeps being renewed meanwhile (the heartbeat thread). Every call is idempotent: puts
+overwrite the same key, reads and deletes may repeat.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from service.storage import Storage, StorageUnavailable, StoredObject
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class PatientStorage(Storage):
+    def __init__(self, storage: Storage, patience_s: float, *, base_s: float = 0.5, cap_s: float = 15.0,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.storage = storage
+        self.patience_s = patience_s
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng
+
+    def _retry(self, what: str, call: Callable[[], T]) -> T:
+        deadline = self._clock() + self.patience_s
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except StorageUnavailable as exc:
+                attempt += 1
+                # half fixed, half random: retries spread out, yet each waits a predictable minimum
+                delay = min(self.cap_s, self.base_s * 2 ** (attempt - 1)) * (0.5 + self._rng() / 2)
+                if self._clock() + delay > deadline:
+                    raise
+                log.warning("object storage unavailable (%s): retry %d of %s in %.1f s", exc, attempt, what, delay)
+                self._sleep(delay)
+
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
+        return self._retry(f"put {key}", lambda: self.storage.put_file(key, path, content_type))
+
+    def get_file(self, key: str, dest: Path) -> None:
+        self._retry(f"get {key}", lambda: self.storage.get_file(key, dest))
+
+    def exists(self, key: str) -> bool:
+        return self._retry(f"head {key}", lambda: self.storage.exists(key))
+
+    def list(self, prefix: str) -> list[str]:
+        return self._retry(f"list {prefix}", lambda: self.storage.list(prefix))
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self._retry(f"delete {prefix}", lambda: self.storage.delete_prefix(prefix))
+
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        return self.storage.presigned_url(key, expires_s)  # signed locally, no request
+
+    def local_path(self, key: str) -> Path | None:
+        return self.storage.local_path(key)
+
+    def ping(self) -> None:
+        self.storage.ping()  # a readiness check reports the outage, it does not wait it out

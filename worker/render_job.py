@@ -1,0 +1,213 @@
+"""One render job, from the queued record to the uploaded MP4 (what the `unianimate.render` task runs).
+
+    take the lease -> count the run -> fetch inputs -> poses -> render segment by segment
+    (checkpoint + progress + webhooks after each) -> upload result.mp4 -> succeeded
+
+Outcomes: bad input fails the job at once with {code, message}; a cancel request ends it
+canceled; an unexpected error raises `RetryRender` so Celery runs the job again (it resumes
+after the last stored segment) until `max_attempts` runs are used, then the job fails.
+A worker that finds the lease held, or the job already finished, does nothing. A worker that
+is shutting down stops at the next step and hands the job back (the caller enqueues it again).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from model.errors import RenderCancelled
+from model.longvideo.chain import SamplingOptions
+from model.longvideo.planner import plan_segments
+from model.longvideo.protocol import SegmentRenderer
+from model.longvideo.video import RenderOptions, render_video
+from service.job_model import Job, JobError, JobStatus, ModelInfo, Result
+from service.jobs import IllegalTransition, JobNotFound, JobStore
+from service.params import RenderParams
+from service.storage import ObjectNotFound, Storage, StorageUnavailable, result_key
+from service.webhook_outbox import WebhookOutbox
+from worker import stopping
+from worker.checkpoints import SegmentCheckpoints
+from worker.lease import Heartbeat, JobLease, LeaseLost
+from worker.motion import load_motion
+from worker.reporting import JobReporter
+from worker.settings import WorkerSettings
+from worker.sweeper import clear_requeue_claim
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SKIPPED = "skipped"  # not ours to render: unknown id, finished, or another worker holds the lease
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    HANDED_BACK = "handed_back"  # the worker is shutting down: enqueue the job again
+
+
+class RetryRender(Exception):
+    """The run failed for a reason that may not happen again; run the job again later."""
+
+
+class InvalidInput(ValueError):
+    """An input cannot be rendered; the message is for the client."""
+
+
+@dataclass
+class WorkerContext:
+    """Everything a render needs, built once per worker process."""
+    settings: WorkerSettings
+    jobs: JobStore
+    storage: Storage
+    renderer: SegmentRenderer
+    outbox: WebhookOutbox
+    name: str  # shown in the job record and its segment attempts
+    extractor: Any = None  # a DWPoseExtractor when pose extraction is configured
+
+
+def render_job(job_id: str, ctx: WorkerContext) -> Outcome:
+    try:
+        job = ctx.jobs.get(job_id)
+    except JobNotFound:  # a submission that was rolled back after the broker took the message
+        log.warning("job %s does not exist: ignored", job_id)
+        return Outcome.SKIPPED
+    if job.status.terminal:
+        return Outcome.SKIPPED
+    if stopping.requested():
+        return Outcome.HANDED_BACK
+    lease = JobLease(ctx.jobs.redis, ctx.jobs.prefix, job_id, ctx.settings.lease_ttl_s)
+    if not lease.acquire():
+        log.info("job %s is being rendered by another worker: this copy does nothing", job_id)
+        return Outcome.SKIPPED
+    try:
+        with Heartbeat(lease) as heartbeat, stopping.rendering():
+            return _run(job_id, ctx, heartbeat)
+    finally:
+        lease.release()
+        ctx.outbox.forget(job_id)
+
+
+def _run(job_id: str, ctx: WorkerContext, heartbeat: Heartbeat) -> Outcome:
+    clear_requeue_claim(ctx.jobs, job_id)
+    job = ctx.jobs.get(job_id)  # read again: it may have changed before we held the lease
+    if job.status.terminal:
+        return Outcome.SKIPPED
+    if job.cancel_requested:  # asked while its last worker was dying
+        return _finish(ctx, job_id, JobStatus.CANCELED)
+    if job.runs - job.handbacks >= ctx.settings.max_attempts:
+        return _fail(ctx, job_id, "too_many_attempts",
+                     f"the job was started {job.runs} times and its worker stopped each time (crash, out of "
+                     "memory or a killed process); giving up")
+    first_run = job.status is JobStatus.QUEUED
+    model = ModelInfo(name=ctx.renderer.label, untrained=ctx.renderer.untrained)
+    try:
+        job = ctx.jobs.transition(job_id, JobStatus.RUNNING, worker=ctx.name, model=model)
+    except IllegalTransition:  # canceled while we took the lease
+        return Outcome.SKIPPED
+    log.info("job %s run %d on %s (%s)", job_id, job.runs, ctx.name, model.name)
+    if first_run:
+        ctx.outbox.emit(job, "job.started")
+    try:
+        result = _render(job, ctx, heartbeat)
+    except LeaseLost:
+        log.error("job %s: lease lost, leaving the job to its new worker", job_id)
+        return Outcome.SKIPPED
+    except stopping.WorkerStopping:
+        ctx.jobs.hand_back(job_id)
+        log.warning("job %s: the worker is shutting down; handed back after %d stored segment(s)", job_id,
+                    sum(entry.done for entry in ctx.jobs.get(job_id).segments))
+        return Outcome.HANDED_BACK
+    except RenderCancelled:
+        return _finish(ctx, job_id, JobStatus.CANCELED)
+    except InvalidInput as exc:
+        return _fail(ctx, job_id, "invalid_input", str(exc))
+    except SoftTimeLimitExceeded:
+        return _fail(ctx, job_id, "timeout", f"the job ran longer than {ctx.settings.soft_time_limit_s} s; "
+                                             "render a shorter clip, fewer steps or a smaller size")
+    except Exception as exc:
+        if job.runs - job.handbacks >= ctx.settings.max_attempts:
+            log.exception("job %s failed on its last run", job_id)
+            return _fail(ctx, job_id, _error_code(exc), f"rendering failed after {job.runs} runs: "
+                                                        f"{type(exc).__name__}: {exc}")
+        log.exception("job %s run %d failed; it will run again", job_id, job.runs)
+        raise RetryRender(f"job {job_id} run {job.runs}: {type(exc).__name__}: {exc}") from exc
+    heartbeat.check()
+    return _finish(ctx, job_id, JobStatus.SUCCEEDED, result=result)
+
+
+def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
+    params = job.params
+    with tempfile.TemporaryDirectory(prefix=f"unianimate-{job.id[:8]}-") as tmp:
+        files = _fetch_inputs(job, ctx.storage, Path(tmp))
+        try:
+            motion = load_motion(files, params, ctx.extractor)
+            plan = plan_segments(len(motion.poses), params.segment_frames)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+        chained = params.long_video_mode == "chain"
+        checkpoints = SegmentCheckpoints(ctx.storage, job.id)
+        resume = checkpoints.resume(len(plan)) if chained else None
+        reporter = JobReporter(job.id, jobs=ctx.jobs, outbox=ctx.outbox, worker=ctx.name, checkpoints=checkpoints,
+                               heartbeat=heartbeat, fps=motion.fps, segments_total=len(plan) if chained else 1,
+                               progress_interval_s=ctx.settings.progress_interval_s)
+        start = 0 if resume is None else resume.start_segment
+        if start:
+            log.info("job %s resumes at segment %d of %d", job.id, start + 1, len(plan))
+            reporter.resumed_at(start)
+        reporter.segment_started(start)
+        out = Path(tmp) / "result.mp4"
+        video = render_video(ctx.renderer, motion.reference_image, motion.ref_pose, motion.poses, out,
+                             fps=motion.fps, options=render_options(params),
+                             on_progress=reporter.progress, should_cancel=reporter.should_cancel,
+                             on_segment_done=reporter.segment_done if chained else None, resume=resume)
+        heartbeat.check()
+        stored = ctx.storage.put_file(result_key(job.id), out, "video/mp4")
+    return Result(frames=video.frames, fps=float(video.fps), width=params.width, height=params.height,
+                  duration_s=video.duration_s, size_bytes=stored.size_bytes, sha256=stored.sha256, key=stored.key)
+
+
+def render_options(params: RenderParams) -> RenderOptions:
+    sampling = SamplingOptions(seed=params.seed or 0, steps=params.steps, guidance_scale=params.guidance_scale,
+                               noise_prior_t=params.noise_prior_t)
+    return RenderOptions(height=params.height, width=params.width, sampling=sampling,
+                         mode=params.long_video_mode, segment_frames=params.segment_frames, crf=params.crf)
+
+
+def _fetch_inputs(job: Job, storage: Storage, folder: Path) -> dict[str, Path]:
+    files = {}
+    for name, key in job.inputs.items():
+        path = folder / key.rsplit("/", 1)[-1]
+        try:
+            storage.get_file(key, path)
+        except ObjectNotFound as exc:
+            raise InvalidInput(f"{name}: the uploaded file is no longer in storage; submit the job again") from exc
+        files[name] = path
+    return files
+
+
+def _error_code(exc: Exception) -> str:
+    # torch.cuda.OutOfMemoryError, matched by name: this module does not import torch
+    return "out_of_memory" if type(exc).__name__ == "OutOfMemoryError" else "internal"
+
+
+def _fail(ctx: WorkerContext, job_id: str, code: str, message: str) -> Outcome:
+    log.warning("job %s failed: %s: %s", job_id, code, message)
+    return _finish(ctx, job_id, JobStatus.FAILED, error=JobError(code=code, message=message))
+
+
+def _finish(ctx: WorkerContext, job_id: str, status: JobStatus, *, result: Result | None = None,
+            error: JobError | None = None) -> Outcome:
+    """Record the terminal state, announce it, and drop the segment checkpoints (nothing resumes
+    a finished job)."""
+    job = ctx.jobs.transition(job_id, status, result=result, error=error)
+    ctx.outbox.emit(job, f"job.{status.value}")
+    if not ctx.settings.keep_segments:
+        try:
+            SegmentCheckpoints(ctx.storage, job_id).delete()
+        except StorageUnavailable as exc:  # the job is finished either way; leftovers are only space
+            log.warning("job %s: could not delete its segment checkpoints: %s", job_id, exc)
+    return Outcome(status.value)

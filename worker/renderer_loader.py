@@ -1,0 +1,50 @@
+"""Which model a worker process renders with, on which device (one GPU per worker process)."""
+from __future__ import annotations
+
+import logging
+
+from model.longvideo.protocol import SegmentRenderer
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(configured: str | None, process_index: int, cuda_count: int) -> str:
+    """`configured`, or cuda when there is a GPU; with several GPUs and a bare "cuda", worker
+    process i takes GPU i mod count, so `--concurrency N` on N GPUs uses each GPU once."""
+    device = configured or ("cuda" if cuda_count > 0 else "cpu")
+    if device == "cuda" and cuda_count > 1:
+        return f"cuda:{process_index % cuda_count}"
+    return device
+
+
+def load_renderer(settings: WorkerSettings, process_index: int = 0) -> SegmentRenderer:
+    """The UniAnimate pipeline the settings name, loaded once per worker process."""
+    import torch
+
+    from model.pipeline import UniAnimatePipeline
+
+    settings.require_model()
+    device = pick_device(settings.device, process_index, torch.cuda.device_count())
+    dtype_name = settings.dtype or ("fp16" if device.startswith("cuda") else "fp32")
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    if settings.model == "tiny":
+        renderer = UniAnimatePipeline.tiny(seed=settings.tiny_seed, device=device, dtype=dtype,
+                                           cpu_offload=settings.cpu_offload)
+    else:
+        renderer = UniAnimatePipeline.from_checkpoint_dir(settings.checkpoint_dir, device=device, dtype=dtype,
+                                                          cache_dir=settings.cache_dir,
+                                                          cpu_offload=settings.cpu_offload)
+    log.info("loaded %s on %s (%s)%s", renderer.label, device, dtype_name,
+             ": UNTRAINED, the videos will not look like the person" if renderer.untrained else "")
+    return renderer
+
+
+def load_extractor(settings: WorkerSettings):
+    """DWPose for photos and raw videos when UNIANIMATE_DWPOSE_DIR is set; else None."""
+    if settings.dwpose_dir is None:
+        return None
+    from model.pose.extract import DWPoseExtractor
+
+    device = "cuda" if (settings.device or "").startswith("cuda") else "auto"
+    return DWPoseExtractor(settings.dwpose_dir, device=device)

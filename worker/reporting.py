@@ -1,0 +1,75 @@
+"""The renderer's callbacks -> the job record, its event stream, segment checkpoints and webhooks."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from fractions import Fraction
+
+from model.longvideo.chain import FinishedSegment
+from model.longvideo.progress import Progress
+from service.jobs import JobStore
+from service.webhook_outbox import WebhookOutbox
+from worker import stopping
+from worker.checkpoints import SegmentCheckpoints
+from worker.lease import Heartbeat
+
+
+class JobReporter:
+    def __init__(self, job_id: str, *, jobs: JobStore, outbox: WebhookOutbox, worker: str,
+                 checkpoints: SegmentCheckpoints, heartbeat: Heartbeat, fps: Fraction, segments_total: int,
+                 progress_interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.job_id = job_id
+        self.jobs = jobs
+        self.outbox = outbox
+        self.worker = worker
+        self.checkpoints = checkpoints
+        self.heartbeat = heartbeat
+        self.fps = fps
+        self.segments_total = segments_total
+        self.progress_interval_s = progress_interval_s
+        self.clock = clock
+        self._last_progress: float | None = None
+        self._segment_started_at = clock()
+
+    def should_cancel(self) -> bool:
+        """Checked between denoising steps: a lost lease stops at once (LeaseLost), so does a worker
+        shutdown (WorkerStopping); a cancel request ends the render with RenderCancelled (raised by
+        the renderer)."""
+        self.heartbeat.check()
+        stopping.check()
+        return self.jobs.cancel_requested(self.job_id)
+
+    def resumed_at(self, start: int) -> None:
+        """Segments 0..start-1 are in storage. Record as done any the previous run stored but died
+        before recording, so the job record agrees with what the resumed run skips."""
+        job = self.jobs.get(self.job_id)
+        for entry in job.segments:
+            if entry.index < start and not entry.done:
+                self.jobs.segment_finished(self.job_id, entry.index, 0.0)
+
+    def segment_started(self, index: int) -> None:
+        self._segment_started_at = self.clock()
+        self.jobs.segment_started(self.job_id, index, self.worker)
+
+    def progress(self, progress: Progress) -> None:
+        """Per denoising step; recorded at most every `progress_interval_s`, and always at the end
+        of a segment, so the stream is informative without a Redis write per step."""
+        now = self.clock()
+        last_step = progress.step >= progress.steps
+        if not last_step and self._last_progress is not None and now - self._last_progress < self.progress_interval_s:
+            return
+        self._last_progress = now
+        self.jobs.update_progress(self.job_id, segment=progress.segment - 1, segments_total=progress.segments,
+                                  step=progress.step, steps_total=progress.steps,
+                                  frames_done=progress.frames_done, frames_total=progress.frames_total)
+        self.outbox.emit(self.jobs.get(self.job_id), "job.progress")
+
+    def segment_done(self, finished: FinishedSegment) -> None:
+        """Checkpoint the segment, record it, and count an attempt at the next one."""
+        self.heartbeat.check()
+        index = finished.segment.index
+        self.checkpoints.save(finished, self.fps)
+        self.jobs.segment_finished(self.job_id, index, round(self.clock() - self._segment_started_at, 3))
+        self.outbox.emit(self.jobs.get(self.job_id), "job.segment_completed")
+        if index + 1 < self.segments_total:
+            self.segment_started(index + 1)
