@@ -89,7 +89,7 @@ seaweedfs_up() {
 {"identities": [{"name": "local", "credentials": [{"accessKey": "$UNIANIMATE_S3_ACCESS_KEY",
   "secretKey": "$UNIANIMATE_S3_SECRET_KEY"}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 EOF
-    start seaweedfs "$weed" server -s3 -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$RUN/seaweedfs" \
+    start seaweedfs "$weed" -logdir="$RUN/seaweedfs" server -s3 -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$RUN/seaweedfs" \
         -master.port="$WEED_MASTER_PORT" -volume.port="$WEED_VOLUME_PORT" -filer.port="$WEED_FILER_PORT" \
         -s3.port="$S3_PORT" -s3.config="$RUN/s3.json" -master.volumeSizeLimitMB=256 -volume.max=32 \
         -master.telemetry=false -s3.port.iceberg=0 -s3.port.lance=0 \

@@ -57,7 +57,8 @@ def _argv(binary: str, tmp: Path, ports: dict[str, int], s3_config: Path) -> lis
         "s3.port.iceberg": 0, "s3.port.lance": 0, "s3.localSocket": str(tmp / "s3.sock"),
         "s3.config": str(s3_config),
     }
-    return [binary, "server", *(f"-{k}={v}" for k, v in opts.items())]
+    # -logdir first: weed's log flags are global, and without one it leaves log files in /tmp
+    return [binary, f"-logdir={tmp}", "server", *(f"-{k}={v}" for k, v in opts.items())]
 
 
 @contextlib.contextmanager
