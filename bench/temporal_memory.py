@@ -159,7 +159,7 @@ def measure(settings: Settings, kind: str, frames: int) -> Measurement:
         from model.unet.selective_scan import mamba_kernels_available
 
         if not mamba_kernels_available():
-            note = "PyTorch scan (mamba-ssm kernels not importable)"
+            note = "PyTorch scan (mamba-ssm / causal-conv1d kernels unusable here; the log says why)"
     try:
         with torch.no_grad():
             prepare = build(settings, kind)

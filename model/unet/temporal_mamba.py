@@ -17,6 +17,7 @@ No Mamba UniAnimate weights are published: this is an architecture option for us
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,30 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.empty(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
         self.reset_ssm_parameters()
+        self.register_load_state_dict_pre_hook(_upcast_ssm_entries)
+
+    def ssm_parameters(self) -> list[nn.Parameter]:
+        """A_log, D and the step-size bias: the parameters kept in float32 under half precision.
+
+        They set the decay exp(delta * A) that compounds over every frame, so rounding them to
+        half precision (as .half() or an fp16 checkpoint would) shifts the whole scan; mamba-ssm
+        keeps them in float32 for the same reason, and its kernel insists on float32 D and bias.
+        """
+        return [self.A_log, self.D, self.dt_proj.bias]
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> MambaMixer:
+        # Every .to()/.half()/.cuda() goes through here: convert as asked, except that a cast of
+        # the state-space parameters to a half dtype is replaced by a float32 copy of the original
+        # (not of the rounded result), on the device asked for.
+        kept = {id(t) for p in self.ssm_parameters() for t in (p, p.grad) if t is not None}
+
+        def convert(tensor: torch.Tensor) -> torch.Tensor:
+            converted = fn(tensor)
+            if id(tensor) in kept and converted.dtype in _HALF_DTYPES:
+                return tensor.to(device=converted.device, dtype=torch.float32)
+            return converted
+
+        return super()._apply(convert, recurse)
 
     @torch.no_grad()
     def reset_ssm_parameters(self, dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4) -> None:
@@ -90,6 +115,18 @@ class MambaMixer(nn.Module):
         return self.out_proj(y.transpose(1, 2))
 
 
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _upcast_ssm_entries(module: MambaMixer, state_dict: dict, prefix: str, *_: object) -> None:
+    """Load-time counterpart of `MambaMixer._apply`: half-precision A_log, D and dt_proj.bias from
+    a checkpoint are adopted as float32 (a meta-device model adopts tensors as they are)."""
+    for key in ("A_log", "D", "dt_proj.bias"):
+        tensor = state_dict.get(prefix + key)
+        if isinstance(tensor, torch.Tensor) and tensor.dtype in _HALF_DTYPES:
+            state_dict[prefix + key] = tensor.float()
+
+
 class BidirectionalMambaLayer(nn.Module):
     """Pre-norm residual layer that scans the frames both ways with separate weights.
 
@@ -116,8 +153,12 @@ class TemporalMamba(TemporalBlock):
     """Bidirectional Mamba over the frame axis at every spatial position; x: [B, C, F, H, W].
 
     Mirrors the temporal transformer it replaces: GroupNorm(32, eps 1e-6), 1x1 Conv1d proj_in to
-    `inner_dim`, `depth` layers on the B*H*W sequences of F frames, 1x1 Conv1d proj_out (zero-
-    initialised, so a fresh block is the identity), plus the input as residual.
+    `inner_dim`, `depth` layers on the B*H*W sequences of F frames, 1x1 Conv1d proj_out, plus the
+    input as residual. proj_out starts at zero, as in the original UniAnimate/VideoComposer
+    `TemporalTransformer` (`zero_module(nn.Conv1d(...))`), so a fresh block is the identity and a
+    Mamba UNet assembled from the released non-temporal weights starts as that model without
+    temporal mixing. (This repo's `TemporalTransformer` skips that init: it is only ever filled
+    from the released checkpoint.)
     """
 
     def __init__(
@@ -141,6 +182,7 @@ class TemporalMamba(TemporalBlock):
             BidirectionalMambaLayer(inner_dim, d_state, d_conv, expand) for _ in range(depth)
         )
         self.proj_out = nn.Conv1d(inner_dim, channels, kernel_size=1)
+        # Zero, so that training from a transformer-free start begins at the identity (see above).
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 

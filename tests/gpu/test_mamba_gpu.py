@@ -89,3 +89,37 @@ def test_block_gives_the_same_output_with_and_without_kernels(dtype, monkeypatch
     without = block(x)
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(with_kernels.float(), without.float(), atol=tol, rtol=tol)
+
+
+def test_dtypes_the_kernels_do_not_take_fall_back_to_pytorch_on_cuda():
+    args = {k: v.double() for k, v in scan_inputs(torch.float32, batch=4, dim=8, length=17).items()}
+    torch.testing.assert_close(selective_scan(**args, delta_softplus=True),
+                               selective_scan_torch(**args, delta_softplus=True), atol=0, rtol=0)
+    with pytest.raises(RuntimeError, match="float64"):
+        selective_scan(**args, delta_softplus=True, use_kernel=True)
+    x, weight = args["u"], torch.randn(8, 4, device="cuda", dtype=torch.float64)
+    torch.testing.assert_close(causal_conv1d(x, weight), causal_conv1d(x, weight, use_kernel=False), atol=0, rtol=0)
+    with pytest.raises(RuntimeError, match="float64"):
+        causal_conv1d(x, weight, use_kernel=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@torch.no_grad()
+def test_half_precision_block_runs_on_both_kernels(dtype, monkeypatch):
+    """With A_log, D and dt_proj.bias kept in float32 the block's calls are ones the kernels take."""
+    calls = []
+
+    def counting(probe):
+        kernel = probe()
+
+        def wrapped(*args, **kwargs):
+            calls.append(probe.__name__)
+            return kernel(*args, **kwargs)
+        return lambda: wrapped
+
+    monkeypatch.setattr(scan_module, "_scan_kernel", counting(scan_module._scan_kernel))
+    monkeypatch.setattr(scan_module, "_conv_kernel", counting(scan_module._conv_kernel))
+    block = TemporalMamba(64, depth=1).to("cuda", dtype).eval()
+    assert block.layers[0].mixer_forward.A_log.dtype == torch.float32
+    block(torch.randn(1, 64, 9, 4, 4, device="cuda", dtype=dtype))
+    assert sorted(calls) == ["_conv_kernel"] * 2 + ["_scan_kernel"] * 2  # both mixers, both operators
