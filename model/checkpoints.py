@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import torch
 from safetensors import SafetensorError
@@ -28,6 +29,8 @@ StateDict = dict[str, torch.Tensor]
 UNET_FILE = "unianimate_16f_32f_non_ema_223000.pth"
 SD21_FILE = "v2-1_512-ema-pruned.ckpt"
 OPEN_CLIP_FILE = "open_clip_pytorch_model.bin"
+# Instead of OPEN_CLIP_FILE: the same weights already in transformers' layout (`save_pretrained`).
+CLIP_DIR = "clip"
 POSE_ESTIMATOR_FILE = "dw-ll_ucoco_384.onnx"
 PERSON_DETECTOR_FILE = "yolox_l.onnx"
 
@@ -53,7 +56,7 @@ class ModelFiles:
 
     unet: Path
     sd21: Path
-    open_clip: Path
+    open_clip: Path  # OPEN_CLIP_FILE, or a transformers CLIP directory
     pose_estimator: Path | None = None
     person_detector: Path | None = None
 
@@ -63,9 +66,11 @@ class ModelFiles:
         root = Path(checkpoint_dir)
         if not root.is_dir():
             raise CheckpointError(f"checkpoint directory {root} does not exist. {DOWNLOAD_HINT}")
-        required = {UNET_FILE: "the UniAnimate UNet", SD21_FILE: "Stable Diffusion 2.1, for its VAE",
-                    OPEN_CLIP_FILE: "OpenCLIP ViT-H/14"}
+        required = {UNET_FILE: "the UniAnimate UNet", SD21_FILE: "Stable Diffusion 2.1, for its VAE"}
         missing = [f"{name} ({role})" for name, role in required.items() if not (root / name).is_file()]
+        open_clip = _open_clip_weights(root)
+        if open_clip is None:
+            missing.append(f"{OPEN_CLIP_FILE} (OpenCLIP ViT-H/14; or a transformers CLIP directory {CLIP_DIR}/)")
         if missing:
             raise CheckpointError(f"checkpoint directory {root} is missing {', '.join(missing)}. {DOWNLOAD_HINT}")
 
@@ -75,10 +80,19 @@ class ModelFiles:
         return cls(
             unet=root / UNET_FILE,
             sd21=root / SD21_FILE,
-            open_clip=root / OPEN_CLIP_FILE,
+            open_clip=open_clip,
             pose_estimator=optional(POSE_ESTIMATOR_FILE),
             person_detector=optional(PERSON_DETECTOR_FILE),
         )
+
+
+def _open_clip_weights(root: Path) -> Path | None:
+    """The released OpenCLIP file if present, else a converted transformers directory."""
+    if (root / OPEN_CLIP_FILE).is_file():
+        return root / OPEN_CLIP_FILE
+    if (root / CLIP_DIR / "config.json").is_file():
+        return root / CLIP_DIR
+    return None
 
 
 # --------------------------------------------------------------------------- reading
@@ -115,17 +129,61 @@ def read_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     return tensors
 
 
+class _TrainingBookkeeping:
+    """Stands in for a Lightning training object pickled beside the weights; keeps nothing of it."""
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        return super().__new__(cls)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+# Globals that training frameworks pickle into checkpoints next to the tensors (the trainer's
+# callbacks, e.g. pytorch_lightning's ModelCheckpoint in Stable Diffusion `.ckpt` files). They are
+# replaced by `_TrainingBookkeeping` instead of being imported, so no code from the file runs.
+_BOOKKEEPING_MODULES = ("pytorch_lightning.", "lightning.", "lightning_fabric.")
+_MAX_STUBBED_GLOBALS = 16
+
+
 def _torch_load(path: Path) -> object:
     """torch.load without running code from the file; mmap when the file is in the zip format."""
+    stubs: list[tuple[type, str]] = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(stubs):
+                return _torch_load_once(path)
+        except pickle.UnpicklingError as exc:
+            name = _bookkeeping_global(exc)
+            if name is None or len(stubs) >= _MAX_STUBBED_GLOBALS:
+                raise _unreadable(path, exc) from exc
+            stubs.append((_TrainingBookkeeping, name))
+
+
+def _bookkeeping_global(exc: pickle.UnpicklingError) -> str | None:
+    """The training-framework global a weights-only load refused, if that is why it failed."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found and found[1].startswith(_BOOKKEEPING_MODULES):
+        return found[1]
+    return None
+
+
+def _unreadable(path: Path, exc: pickle.UnpicklingError) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is damaged or not a plain tensor checkpoint ({_unpickler_reason(exc)}); only PyTorch state "
+        f"dicts are read, and no code from a checkpoint file is run. Re-download it"
+    )
+
+
+def _torch_load_once(path: Path) -> object:
     mmap = zipfile.is_zipfile(path)  # the legacy (pre-1.6) tar format cannot be memory-mapped
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses arbitrary Python objects; a truncated or foreign file lands here as well
-        raise CheckpointError(
-            f"{path} is damaged or not a plain tensor checkpoint ({_unpickler_reason(exc)}); only PyTorch state "
-            f"dicts are read, and no code from a checkpoint file is run. Re-download it"
-        ) from exc
+    except pickle.UnpicklingError:
+        raise  # weights_only refuses arbitrary Python objects; a truncated or foreign file lands here too
     except Exception as exc:  # torch's legacy unpickler fails on garbage with any exception type
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or not a checkpoint: {_one_line(exc)}); "

@@ -149,11 +149,18 @@ def read_clip_state_dict(path: str | os.PathLike, spec: ClipSpec = VIT_H_14) -> 
     index = path / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in read_state_dict(path / shard).items()}
+        return _without_position_ids({k: v for shard in shards for k, v in read_state_dict(path / shard).items()})
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (path / name).is_file():
-            return read_state_dict(path / name)
+            return _without_position_ids(read_state_dict(path / name))
     raise CheckpointError(f"{path} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def _without_position_ids(state_dict: StateDict) -> StateDict:
+    """transformers before 4.31 saved `embeddings.position_ids` (a constant arange) as a buffer; the
+    current classes no longer have it, so such directories (the Hub's ViT-H/14 among them) would not
+    load strictly."""
+    return {k: v for k, v in state_dict.items() if not k.endswith("embeddings.position_ids")}
 
 
 def _check_transformers_config(path: Path, spec: ClipSpec) -> None:

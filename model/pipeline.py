@@ -10,10 +10,15 @@ The pipeline ties the pieces together the way the original inference does:
    reference latent and pose, the target poses and (optionally) the first-frame condition.
 4. The VAE decodes the latents a few frames at a time.
 
+Precision follows the original: only the UNet runs in half precision. CLIP, the VAE encode of the
+reference and the DDIM arithmetic stay in float32 (near t = 0 the step coefficients are smaller than
+half precision resolves), and on a GPU the VAE decodes under autocast, as the original's does.
+
 It implements `model.longvideo.protocol.SegmentRenderer`, which the long-video renderer chains.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +29,7 @@ import torch
 from PIL import Image
 
 from model.architecture import Architecture
-from model.checkpoints import ModelFiles, load_strict, read_state_dict, short_hash
+from model.checkpoints import CheckpointError, ModelFiles, load_strict, read_state_dict, short_hash
 from model.clip import (
     build_image_encoder,
     build_text_encoder,
@@ -37,8 +42,9 @@ from model.clip import (
 from model.config import UNetConfig
 from model.sampler import ddim_sample, noise_prior
 from model.schedule import NoiseSchedule
+from model.unet.detect import temporal_kind_of
 from model.unet.unet import UniAnimateUNet
-from model.vae import SD21_EMBED_DIM, build_vae, decode_latent_chunks, encode_to_latent, load_vae
+from model.vae import SD21_EMBED_DIM, build_vae, decode_latent, encode_to_latent, load_vae
 from model.window import window_ddim_sample
 
 logger = logging.getLogger(__name__)
@@ -55,7 +61,7 @@ class Reference:
     """Everything about the reference that every segment of a job reuses."""
 
     image_embedding: torch.Tensor  # [1, 1, 1024] CLIP image embedding (the UNet's `image`)
-    latent: torch.Tensor  # [1, 4, 1, h, w] scaled reference latent (the UNet's `randomref`)
+    latent: torch.Tensor  # [1, 4, 1, h, w] float32 scaled reference latent (the UNet's `randomref`)
     pose: torch.Tensor  # [1, 3, 1, H, W] reference pose pixels in [0, 1]
     height: int
     width: int
@@ -76,6 +82,8 @@ class UniAnimatePipeline:
         device: torch.device,
         dtype: torch.dtype,
         vae_chunk_size: int = 2,
+        cpu_offload: bool = False,
+        batch_guidance: bool = False,
     ) -> None:
         self.unet = unet
         self.vae = vae
@@ -87,6 +95,9 @@ class UniAnimatePipeline:
         self.device = device
         self.dtype = dtype
         self.vae_chunk_size = vae_chunk_size
+        self.cpu_offload = cpu_offload
+        # both halves of classifier-free guidance in one UNet call: same result, larger batches
+        self.batch_guidance = batch_guidance
         if untrained:
             logger.warning("model weights: %s -- output is not a real animation", label)
 
@@ -96,18 +107,27 @@ class UniAnimatePipeline:
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
              temporal: str = "transformer", cpu_offload: bool = False) -> UniAnimatePipeline:
         """The same architecture at a small width with seeded random weights: runs anywhere, untrained."""
+        return cls.random(Architecture.tiny().with_temporal(temporal), seed=seed, device=device, dtype=dtype,
+                          cpu_offload=cpu_offload)
+
+    @classmethod
+    def random(cls, arch: Architecture, seed: int = 0, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32, cpu_offload: bool = False,
+               label: str = UNTRAINED_LABEL) -> UniAnimatePipeline:
+        """Any architecture with seeded random weights (untrained): the tiny model, or the released
+        sizes for speed and memory benchmarks without the published files."""
         device = torch.device(device)
-        aux_device, aux_dtype = _auxiliary_placement(device, dtype, cpu_offload)
-        arch = Architecture.tiny().with_temporal(temporal)
+        aux_device = _auxiliary_device(device, cpu_offload)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             unet = UniAnimateUNet(arch.unet)
         unet = unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
         unet.set_zero_y(empty_text_context(build_text_encoder(spec=arch.clip, seed=seed + 1)))
-        vae = build_vae(ddconfig=arch.vae_ddconfig, device=aux_device, dtype=aux_dtype, seed=seed + 2)
-        image_encoder = build_image_encoder(spec=arch.clip, device=aux_device, dtype=aux_dtype, seed=seed + 3)
-        return cls(unet, vae, image_encoder, architecture=arch, label=UNTRAINED_LABEL, untrained=True,
-                   device=device, dtype=dtype)
+        vae = build_vae(ddconfig=arch.vae_ddconfig, device=aux_device, dtype=AUXILIARY_DTYPE, seed=seed + 2)
+        image_encoder = build_image_encoder(spec=arch.clip, device=aux_device, dtype=AUXILIARY_DTYPE,
+                                            seed=seed + 3)
+        return cls(unet, vae, image_encoder, architecture=arch, label=label, untrained=True,
+                   device=device, dtype=dtype, cpu_offload=cpu_offload)
 
     @classmethod
     def from_checkpoint_dir(
@@ -121,25 +141,28 @@ class UniAnimatePipeline:
     ) -> UniAnimatePipeline:
         """The released model from a directory holding the published files (see `ModelFiles`).
 
-        `cache_dir` keeps converted weights (safetensors in `dtype`) and zero_y so that later starts
-        read a few memory-mapped files instead of the multi-gigabyte pickles. `architecture` defaults
-        to the released one; tests pass the tiny one with files written in the released formats.
-        `cpu_offload` keeps the VAE and CLIP on the CPU in float32 (the original's `CPU_CLIP_VAE`,
-        about 12 GB of GPU memory at 768x512): slower decoding, less GPU memory.
+        `cache_dir` keeps converted weights (safetensors) and zero_y so that later starts read a few
+        memory-mapped files instead of the multi-gigabyte pickles. `architecture` defaults to the
+        released one; tests pass the tiny one with files written in the released formats.
+        The temporal module (transformer, or Mamba for a user's own checkpoint) is read off the
+        UNet file's keys, so either kind loads with no setting. `cpu_offload` parks the VAE and CLIP on the CPU while the UNet samples and brings them to
+        `device` only to encode and decode (the original's `CPU_CLIP_VAE`, about 12 GB of GPU memory
+        at 768x512): a little slower, less GPU memory.
         """
         device = torch.device(device)
-        aux_device, aux_dtype = _auxiliary_placement(device, dtype, cpu_offload)
-        arch = architecture or Architecture.released()
+        aux_device = _auxiliary_device(device, cpu_offload)
         files = ModelFiles.discover(checkpoint_dir)
-        unet = build_unet(read_state_dict(files.unet), arch.unet, device, dtype)
+        unet_weights = read_state_dict(files.unet)
+        arch = (architecture or Architecture.released()).with_temporal(_temporal_kind(files.unet, unet_weights))
+        unet = build_unet(unet_weights, arch.unet, device, dtype)
         unet.set_zero_y(load_zero_y(files.open_clip, cache_dir, spec=arch.clip))
-        vae = load_vae(files.sd21, cache_dir, device=aux_device, dtype=aux_dtype, ddconfig=arch.vae_ddconfig,
-                       embed_dim=SD21_EMBED_DIM)
+        vae = load_vae(files.sd21, cache_dir, device=aux_device, dtype=AUXILIARY_DTYPE,
+                       ddconfig=arch.vae_ddconfig, embed_dim=SD21_EMBED_DIM)
         image_encoder = load_image_encoder(files.open_clip, cache_dir, spec=arch.clip, device=aux_device,
-                                           dtype=aux_dtype)
+                                           dtype=AUXILIARY_DTYPE)
         label = f"{files.unet.stem} sha256:{short_hash(files.unet, cache_dir)}"
         return cls(unet, vae, image_encoder, architecture=arch, label=label, untrained=False,
-                   device=device, dtype=dtype)
+                   device=device, dtype=dtype, cpu_offload=cpu_offload)
 
     # ---- the reference --------------------------------------------------------------------------
 
@@ -154,14 +177,16 @@ class UniAnimatePipeline:
         """
         self.check_frame_size(height, width)
         pil = Image.fromarray(_check_rgb(image, "reference image"))
-        embedding = encode_image(self.image_encoder, preprocess_reference(pil)).unsqueeze(1)
+        with self._in_use(self.image_encoder):
+            embedding = encode_image(self.image_encoder, preprocess_reference(pil)).unsqueeze(1)
         pixels = to_unit_tensor(resize_rgb(image, height, width)).mul(2).sub(1)  # [-1, 1] for the VAE
         generator = torch.Generator("cpu").manual_seed(seed)
-        latent = encode_to_latent(self.vae, pixels.unsqueeze(0), generator=generator)
+        with self._in_use(self.vae):
+            latent = encode_to_latent(self.vae, pixels.unsqueeze(0), generator=generator)
         pose = to_unit_tensor(resize_rgb(_check_rgb(ref_pose, "reference pose"), height, width))
         return Reference(
             image_embedding=embedding.to(self.device, self.dtype),
-            latent=latent.unsqueeze(2).to(self.device, self.dtype),
+            latent=latent.unsqueeze(2).to(self.device, torch.float32),
             pose=pose[None, :, None].to(self.device, self.dtype),
             height=height,
             width=width,
@@ -193,8 +218,9 @@ class UniAnimatePipeline:
         cond = self._conditions(ref, pose_video, first_frame)
         x_T = self._initial_noise(ref, pose_video.shape[2] - 1, seed, noise_prior_t)
         latents = ddim_sample(
-            self.unet, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
-            cond_kwargs=cond, uncond_kwargs={}, progress=_one_based(progress), should_cancel=should_cancel,
+            self._velocity_model, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
+            cond_kwargs=cond, uncond_kwargs={}, batch_cond_uncond=self.batch_guidance,
+            progress=_one_based(progress), should_cancel=should_cancel,
         )
         return np.concatenate(list(self._decode(latents)))
 
@@ -223,9 +249,10 @@ class UniAnimatePipeline:
         cond = self._conditions(ref, pose_video, None)
         x_T = self._initial_noise(ref, pose_video.shape[2] - 1, seed, noise_prior_t)
         latents = window_ddim_sample(
-            self.unet, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
+            self._velocity_model, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
             cond_kwargs=cond, uncond_kwargs={}, context_size=context_size, context_overlap=context_overlap,
-            context_batch_size=context_batch_size, progress=_one_based(progress), should_cancel=should_cancel,
+            context_batch_size=context_batch_size, batch_cond_uncond=self.batch_guidance,
+            progress=_one_based(progress), should_cancel=should_cancel,
         )
         for chunk in self._decode(latents):
             yield from chunk
@@ -236,6 +263,24 @@ class UniAnimatePipeline:
         multiple = self.architecture.size_multiple
         if height <= 0 or width <= 0 or height % multiple or width % multiple:
             raise ValueError(f"height and width must be positive multiples of {multiple}, got {height}x{width}")
+
+    def _velocity_model(self, x_t: torch.Tensor, t: torch.Tensor, **conditions) -> torch.Tensor:
+        """The UNet in its own dtype, seen by the float32 sampler: v comes back in float32."""
+        return self.unet(x_t, t, **conditions).float()
+
+    @contextlib.contextmanager
+    def _in_use(self, module: torch.nn.Module) -> Iterator[None]:
+        """With CPU offload, `module` (the VAE or CLIP) visits the UNet's device while it works."""
+        if not self.cpu_offload or self.device.type == "cpu":
+            yield
+            return
+        module.to(self.device)
+        try:
+            yield
+        finally:
+            module.to("cpu")
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def _pose_video(self, ref: Reference, poses: np.ndarray) -> torch.Tensor:
         """[1, 3, F+1, H, W] in [0, 1]: the reference pose followed by the target poses."""
@@ -256,7 +301,7 @@ class UniAnimatePipeline:
         cond = {
             "image": ref.image_embedding,
             "dwpose": pose_video,
-            "randomref": ref.latent.expand(-1, -1, num_frames, -1, -1),
+            "randomref": ref.latent.to(self.dtype).expand(-1, -1, num_frames, -1, -1),
         }
         if first_frame is not None:
             # The original feeds `local_image` as [0, 1] pixels repeated over every frame.
@@ -267,29 +312,51 @@ class UniAnimatePipeline:
     def _initial_noise(self, ref: Reference, num_frames: int, seed: int, noise_prior_t: int) -> torch.Tensor:
         """The noise prior of the original's long-video entrance (offset noise added after q_sample).
 
-        Noise is drawn on the CPU in float32 so that a seed gives the same start on any device.
+        Noise is drawn on the CPU in float32 so that a seed gives the same start on any device; the
+        latent stays in float32 through the sampler whatever the UNet's dtype.
         """
         generator = torch.Generator("cpu").manual_seed(seed)
         scale = self.architecture.latent_scale
         shape = (1, 4, num_frames, ref.height // scale, ref.width // scale)
         noise = torch.randn(shape, generator=generator)
         offset = torch.randn(shape[:3] + (1, 1), generator=generator)
-        x_T = noise_prior(noise, offset, ref.latent.float().cpu(), self.schedule, noise_prior_t,
+        x_T = noise_prior(noise, offset, ref.latent.cpu(), self.schedule, noise_prior_t,
                           order="long", strength=OFFSET_NOISE_STRENGTH)
-        return x_T.to(self.device, self.dtype)
+        return x_T.to(self.device)
 
     def _decode(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
         """Latents [1, 4, F, h, w] -> uint8 RGB frames, `vae_chunk_size` frames at a time."""
         frames = latents[0].transpose(0, 1)  # [F, 4, h, w]
-        for images in decode_latent_chunks(self.vae, frames, self.vae_chunk_size):
-            pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round()
-            yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        with self._in_use(self.vae):
+            for chunk in frames.split(self.vae_chunk_size):
+                # autocast is thread-wide state: entered per chunk, never held across a `yield`
+                with self._decode_precision():
+                    images = decode_latent(self.vae, chunk, chunk_size=len(chunk))
+                pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round()
+                yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def _decode_precision(self) -> contextlib.AbstractContextManager:
+        """The original decodes inside its sampling autocast: half-precision convolutions on a GPU."""
+        if self.device.type == "cuda" and self.dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
 
 
-def _auxiliary_placement(device: torch.device, dtype: torch.dtype, cpu_offload: bool
-                         ) -> tuple[torch.device, torch.dtype]:
-    """Where the VAE and CLIP live: with the UNet, or on the CPU in float32 when offloaded."""
-    return (torch.device("cpu"), torch.float32) if cpu_offload else (device, dtype)
+# CLIP and the VAE are float32, as in the original (it converts only the UNet to half precision).
+AUXILIARY_DTYPE = torch.float32
+
+
+def _auxiliary_device(device: torch.device, cpu_offload: bool) -> torch.device:
+    """Where the VAE and CLIP live between uses: with the UNet, or parked on the CPU when offloaded."""
+    return torch.device("cpu") if cpu_offload else device
+
+
+def _temporal_kind(path: Path, state_dict: dict) -> str:
+    """"transformer" (the released file) or "mamba" (a user's checkpoint), told by the weights' keys."""
+    try:
+        return temporal_kind_of(state_dict)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is not a UniAnimate UNet checkpoint: {exc}") from exc
 
 
 def build_unet(state_dict: dict, config: UNetConfig, device: torch.device, dtype: torch.dtype) -> UniAnimateUNet:

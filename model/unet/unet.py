@@ -168,6 +168,7 @@ class UniAnimateUNet(nn.Module):
         local_image: Tensor | None = None,
         dwpose: Tensor | None = None,
         randomref: Tensor | None = None,
+        unconditional: Tensor | None = None,
     ) -> Tensor:
         """Predicts the model output (v in the released model) for the noisy latent video `x`.
 
@@ -179,6 +180,8 @@ class UniAnimateUNet(nn.Module):
         randomref: [B, 4, F', h, w] reference latent (already scaled by 0.18215); only frame 0 is read.
         Any condition may be None (classifier-free guidance passes none at all). Inputs are cast
         to the model's dtype; the result is [B, 4, F, h, w] in that dtype.
+        unconditional: optional bool [B]; rows marked True are computed as if every condition were
+            None, so one call can hold both halves of classifier-free guidance.
         """
         self._check_inputs(x, t, image, local_image, dwpose, randomref)
         x, image, local_image, dwpose, randomref = (
@@ -192,12 +195,20 @@ class UniAnimateUNet(nn.Module):
 
         conditions = self._frame_conditions(x, local_image, dwpose, latent_size)
         reference = self._reference_slot(x, randomref, reference_pose, latent_size)
+        context = self._context(image, batch)
+        if unconditional is not None:
+            if unconditional.shape != (batch,):
+                raise ValueError(f"unconditional must be a [B] = [{batch}] mask, got {list(unconditional.shape)}")
+            # every missing condition is an exact zero input, so zeroing the rows is the same as None
+            conditions, reference = _zero_rows(conditions, unconditional), _zero_rows(reference, unconditional)
+            tokens = _zero_rows(context[:, self.zero_y.shape[1]:], unconditional)
+            context = torch.cat([context[:, : self.zero_y.shape[1]], tokens], dim=1)
         num_frames = frames + 1
         h = to_frames(torch.cat([reference, torch.cat([x, conditions], dim=1)], dim=2))
 
         emb = self.time_embed(sinusoidal_embedding(t, self.config.dim).to(self.dtype))
         emb = emb.repeat_interleave(num_frames, dim=0)
-        context = self._context(image, batch).repeat_interleave(num_frames, dim=0)
+        context = context.repeat_interleave(num_frames, dim=0)
 
         skips = []
         for block in self.input_blocks:
@@ -285,6 +296,13 @@ class UniAnimateUNet(nn.Module):
             raise ValueError(f"randomref must be on the latent grid {height}x{width}, got {list(randomref.shape)}")
         if randomref is not None and dwpose is None and "randomref_pose" in config.video_compositions:
             raise ValueError("randomref needs dwpose too: frame 0 of dwpose is the reference-image pose")
+
+
+def _zero_rows(values: Tensor, rows: Tensor) -> Tensor:
+    """`values` [B, ...] with the batch rows where `rows` [B] is True set to zero."""
+    keep = ~rows.to(device=values.device, dtype=torch.bool)
+    return torch.where(keep.view(-1, *[1] * (values.dim() - 1)), values, torch.zeros((), dtype=values.dtype,
+                                                                                       device=values.device))
 
 
 def _apply(layer: nn.Module, h: Tensor, emb: Tensor, context: Tensor, num_frames: int) -> Tensor:

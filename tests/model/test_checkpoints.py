@@ -5,6 +5,8 @@ import hashlib
 import os
 import pickle
 import random
+import sys
+import types
 
 import pytest
 import torch
@@ -134,6 +136,57 @@ def test_pickles_with_code_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a plain tensor checkpoint") as error:
         read_state_dict(path)
     assert "weights_only" not in str(error.value)
+
+
+def install_fake_class(monkeypatch, module_name: str, ran: list) -> type:
+    """Registers a stand-in module (and its parent packages) holding a class that records any use;
+    returns the class. `forget` removes them again, as on a machine without that package."""
+
+    class ModelCheckpoint:
+        def __init__(self, monitor):
+            self.monitor = monitor
+
+        def __setstate__(self, state):
+            ran.append("setstate")
+            self.__dict__.update(state)
+
+    ModelCheckpoint.__module__, ModelCheckpoint.__qualname__ = module_name, "ModelCheckpoint"
+    parts = module_name.split(".")
+    for i in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    sys.modules[module_name].ModelCheckpoint = ModelCheckpoint
+    return ModelCheckpoint
+
+
+def forget(module_name: str) -> None:
+    parts = module_name.split(".")
+    for i in range(len(parts), 0, -1):
+        sys.modules.pop(".".join(parts[:i]), None)
+
+
+def test_lightning_bookkeeping_beside_the_weights_is_skipped_without_running_it(tmp_path, monkeypatch):
+    """SD `.ckpt` files may pickle the trainer's ModelCheckpoint callback next to `state_dict`."""
+    name = "pytorch_lightning.callbacks.model_checkpoint"
+    ran: list[str] = []
+    callback = install_fake_class(monkeypatch, name, ran)
+    weight = torch.randn(4, 4)
+    path = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {"first_stage_model.w": weight}, "global_step": 7,
+                "callbacks": {callback: callback("val/loss")}}, path)
+    forget(name)
+    loaded = read_state_dict(path)
+    assert list(loaded) == ["first_stage_model.w"] and torch.equal(loaded["first_stage_model.w"], weight)
+    assert ran == []  # the file's class was never imported or called
+
+
+def test_other_foreign_classes_are_still_refused(tmp_path, monkeypatch):
+    name = "somepackage.trainer"
+    callback = install_fake_class(monkeypatch, name, [])
+    path = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "cb": callback("x")}, path)
+    forget(name)
+    with pytest.raises(CheckpointError, match="somepackage.trainer.ModelCheckpoint"):
+        read_state_dict(path)
 
 
 def test_non_state_dict_content_is_reported(tmp_path):

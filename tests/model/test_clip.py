@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPVisionModelWithProjection
 
@@ -227,12 +228,17 @@ def test_zero_y_is_cached_next_to_the_weights(open_clip_sd, tmp_path):
     torch.testing.assert_close(load_zero_y(path, cache, SPEC), zero_y)
 
 
-def _save_pretrained(open_clip_sd: dict, directory) -> None:
-    config = CLIPConfig(text_config=text_config(SPEC).to_dict(), vision_config=vision_config(SPEC).to_dict(),
-                        projection_dim=SPEC.embed_dim)
+def save_pretrained_clip(open_clip_sd: dict, spec, directory) -> None:
+    """The open_clip weights as a transformers `CLIPModel` directory (what `save_pretrained` writes)."""
+    config = CLIPConfig(text_config=text_config(spec).to_dict(), vision_config=vision_config(spec).to_dict(),
+                        projection_dim=spec.embed_dim)
     model = CLIPModel(config)
     model.load_state_dict(convert_open_clip_state_dict(open_clip_sd), strict=False)
     model.save_pretrained(directory)
+
+
+def _save_pretrained(open_clip_sd: dict, directory) -> None:
+    save_pretrained_clip(open_clip_sd, SPEC, directory)
 
 
 def test_transformers_directory_is_accepted(open_clip_sd, pixels, tmp_path):
@@ -242,6 +248,20 @@ def test_transformers_directory_is_accepted(open_clip_sd, pixels, tmp_path):
     torch.testing.assert_close(encode_image(model, pixels), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(load_zero_y(tmp_path / "clip", spec=SPEC), reference_zero_y(open_clip_sd, SPEC),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_directory_saved_by_older_transformers_with_position_ids_loads(open_clip_sd, pixels, tmp_path):
+    """transformers < 4.31 stored `embeddings.position_ids` buffers; the current classes have none."""
+    _save_pretrained(open_clip_sd, tmp_path / "clip")
+    weights_file = tmp_path / "clip" / "model.safetensors"
+    weights = load_file(weights_file)
+    for tower, positions in (("vision_model", (SPEC.image_size // SPEC.patch_size) ** 2 + 1), ("text_model", 77)):
+        weights[f"{tower}.embeddings.position_ids"] = torch.arange(positions)[None]
+    save_file(weights, weights_file)
+    model = load_image_encoder(tmp_path / "clip", spec=SPEC)
+    expected = reference_image_embedding(open_clip_sd, SPEC, pixels)
+    torch.testing.assert_close(encode_image(model, pixels), expected, atol=1e-5, rtol=1e-5)
+    assert load_zero_y(tmp_path / "clip", spec=SPEC).shape[1] == 77
 
 
 def test_transformers_directory_with_other_architecture_is_refused(open_clip_sd, tmp_path):

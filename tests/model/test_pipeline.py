@@ -14,7 +14,7 @@ from model.config import UNetConfig
 from model.errors import RenderCancelled
 from model.pipeline import UNTRAINED_LABEL, UniAnimatePipeline
 from model.unet.unet import UniAnimateUNet
-from tests.model.test_clip import open_clip_state_dict
+from tests.model.test_clip import open_clip_state_dict, save_pretrained_clip
 
 SIZE = 64
 STEPS = 2
@@ -140,6 +140,64 @@ def test_released_file_formats_load_and_render(tmp_path, reference, inputs, temp
                                                guidance_scale=2.5, noise_prior_t=939), frames)
 
 
+def test_a_converted_transformers_clip_directory_replaces_the_open_clip_file(tmp_path, reference, inputs):
+    arch = write_released_files(tmp_path, reference)
+    released = UniAnimatePipeline.from_checkpoint_dir(tmp_path, device="cpu", dtype=torch.float32, architecture=arch)
+    save_pretrained_clip(torch.load(tmp_path / "open_clip_pytorch_model.bin", weights_only=True), TINY_CLIP,
+                         tmp_path / "clip")
+    (tmp_path / "open_clip_pytorch_model.bin").unlink()
+    converted = UniAnimatePipeline.from_checkpoint_dir(tmp_path, device="cpu", dtype=torch.float32,
+                                                       architecture=arch)
+    embeddings = [p.prepare_reference(inputs[0], inputs[1], 16, 16).image_embedding for p in (released, converted)]
+    torch.testing.assert_close(embeddings[1], embeddings[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(converted.unet.zero_y, released.unet.zero_y, atol=1e-5, rtol=1e-5)
+
+
+def test_missing_clip_names_both_accepted_forms(tmp_path, reference):
+    write_released_files(tmp_path, reference)
+    (tmp_path / "open_clip_pytorch_model.bin").unlink()
+    with pytest.raises(CheckpointError, match=r"open_clip_pytorch_model.bin .*clip/"):
+        UniAnimatePipeline.from_checkpoint_dir(tmp_path, device="cpu")
+
+
+def test_a_mamba_checkpoint_is_recognised_by_its_keys(tmp_path, reference):
+    """No setting says "mamba": the loader reads it off the keys, as the worker and the CLI rely on."""
+    arch = write_released_files(tmp_path, reference, "mamba")
+    unet_file = tmp_path / "unianimate_16f_32f_non_ema_223000.pth"
+    saved = torch.load(unet_file, weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for key, value in saved["state_dict"].items():  # every temporal Mamba block non-trivial (its proj_out is 0)
+        if ".layers." in key or (".proj_out." in key and value.abs().sum() == 0):
+            saved["state_dict"][key] = value + 0.1 * torch.randn(value.shape, generator=generator)
+    torch.save(saved, unet_file)
+    as_released = replace(arch, unet=replace(arch.unet, temporal="transformer"))
+    pipeline = UniAnimatePipeline.from_checkpoint_dir(tmp_path, device="cpu", dtype=torch.float32,
+                                                      architecture=as_released)
+    assert pipeline.unet.config.temporal == "mamba" and pipeline.architecture.unet.temporal == "mamba"
+    expected = UniAnimateUNet(arch.unet).eval()
+    expected.load_state_dict(saved["state_dict"], strict=True)
+    expected.set_zero_y(pipeline.unet.zero_y)
+    x = torch.randn(1, 4, 3, 8, 8, generator=generator)  # not 2x2: GroupNorm over 4 pixels amplifies rounding
+    t = torch.tensor([500])
+    with torch.no_grad():
+        torch.testing.assert_close(pipeline.unet(x, t), expected(x, t), atol=1e-4, rtol=1e-4)
+        untouched = UniAnimateUNet(arch.unet).eval()
+        untouched.load_state_dict(torch.load(unet_file, weights_only=True)["state_dict"])
+        untouched.set_zero_y(pipeline.unet.zero_y)
+        for block in untouched.modules():  # the same weights with the Mamba blocks reset to identities
+            if type(block).__name__ == "TemporalMamba":
+                torch.nn.init.zeros_(block.proj_out.weight)
+                torch.nn.init.zeros_(block.proj_out.bias)
+        assert not torch.allclose(untouched(x, t), expected(x, t))
+
+
+def test_a_unet_file_of_another_model_is_named(tmp_path, reference):
+    write_released_files(tmp_path, reference)
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, tmp_path / "unianimate_16f_32f_non_ema_223000.pth")
+    with pytest.raises(CheckpointError, match="not a UniAnimate UNet checkpoint"):
+        UniAnimatePipeline.from_checkpoint_dir(tmp_path, device="cpu")
+
+
 def test_missing_file_is_named(tmp_path, reference):
     write_released_files(tmp_path, reference)
     (tmp_path / "v2-1_512-ema-pruned.ckpt").unlink()
@@ -152,14 +210,3 @@ def test_wrong_unet_weights_name_the_keys(tmp_path, reference):
     torch.save({"time_embed.0.weight": torch.zeros(3)}, tmp_path / "unianimate_16f_32f_non_ema_223000.pth")
     with pytest.raises(CheckpointError, match="time_embed.0.weight"):
         UniAnimatePipeline.from_checkpoint_dir(tmp_path, device="cpu", dtype=torch.float32, architecture=arch)
-
-
-def test_cpu_offload_keeps_vae_and_clip_in_float32(inputs):
-    pipeline = UniAnimatePipeline.tiny(seed=0, dtype=torch.bfloat16, cpu_offload=True)
-    assert pipeline.unet.dtype == torch.bfloat16
-    assert pipeline.vae.dtype == torch.float32 and pipeline.image_encoder.dtype == torch.float32
-    ref = pipeline.prepare_reference(inputs[0], inputs[1], SIZE, SIZE)
-    assert ref.latent.dtype == torch.bfloat16
-    frames = pipeline.render_segment(ref, inputs[2][:2].copy(), None, seed=0, steps=1, guidance_scale=2.5,
-                                     noise_prior_t=939)
-    assert frames.shape == (2, SIZE, SIZE, 3)

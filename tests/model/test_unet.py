@@ -77,6 +77,20 @@ def test_every_condition_changes_the_output(fixture_data, inputs, fp32_output):
         assert not torch.allclose(model(**without_ref), model(**without_pose))
 
 
+def test_unconditional_rows_match_a_call_without_conditions(fixture_data, inputs, fp32_output):
+    """One call on [x; x] with the second row marked unconditional = the two calls of guidance."""
+    model = _model(fixture_data)
+    doubled = {k: torch.cat([v, v]) for k, v in inputs.items()}
+    with torch.no_grad():
+        uncond = model(inputs["x"], inputs["t"])
+        both = model(**doubled, unconditional=torch.tensor([False, True]))
+        with pytest.raises(ValueError, match="unconditional must be"):
+            model(**doubled, unconditional=torch.tensor([True]))
+    torch.testing.assert_close(both[:1], fp32_output, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(both[1:], uncond, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(uncond, fp32_output)
+
+
 def test_reference_pose_only_matters_with_randomref(fixture_data, inputs, fp32_output):
     model = _model(fixture_data)
     other_reference_pose = inputs["dwpose"].clone()
