@@ -18,6 +18,12 @@ zero, it silently produces garbage or NaN. We fall back instead, and say so in `
   pixels; if both are unusable both ratios are 1;
 - when the neck is missing in the reference or frame 0, the translation matches the mean of the body
   points present in both instead; with none in common there is no translation.
+- in a later frame where a bone's parent or child is missing, the original measures that frame's
+  stretch from the (-1, -1) marker and throws everything below the bone across the canvas for one
+  frame (a hidden elbow makes the wrist and hand jump). The present points below the bone get, instead,
+  the stretch interpolated linearly over time between the nearest frames where the bone is seen
+  (the nearest one's at the ends; frame 0 always counts, as a bone whose ratio is not 1 is seen there).
+  Missing points keep the original's offsets, so their raw coordinates stay the original's.
 Whenever every point the original uses is present and no length it divides by (or, for the global
 scale, divides into) is zero, the numbers and the results are the original's, bit for bit.
 Missing points are transformed like present ones but stay missing, so a missing hand point can no
@@ -98,10 +104,15 @@ def align_to_reference(driving: PoseSequence, reference: PoseSequence) -> Alignm
     bone_ratios: dict[str, float] = {}
     for bone in BONES:
         ratio = _bone_ratio(bone, ref_body, ref_present, first[0], first_present, fallbacks)
-        _stretch(bone, ratio, first, first_hands)
+        _stretch(bone, ratio, first, first_hands, driving.body_present[:1], driving.hands_present[:1])
         bone_ratios[bone.name] = ratio
     for bone in BONES:
-        _stretch(bone, bone_ratios[bone.name], body, hands)
+        patched = _stretch(bone, bone_ratios[bone.name], body, hands, driving.body_present, driving.hands_present)
+        if patched.size:
+            fallbacks.append(
+                f"bone {bone.name}: {BODY_POINT_NAMES[bone.parent]} or {BODY_POINT_NAMES[bone.child]} missing in "
+                f"{_frames_text(patched)}: the points below it took the stretch interpolated from the frames around"
+            )
 
     offset = _translation(ref_body, ref_present, body[0], first_present, fallbacks)
     body += offset
@@ -166,12 +177,44 @@ def _length(body: np.ndarray, bone: Bone) -> float:
     return (dx**2 + dy**2) ** 0.5
 
 
-def _stretch(bone: Bone, ratio: float, body: np.ndarray, hands: np.ndarray) -> None:
-    """Moves the bone's child (and what hangs below it) along the bone, in place, for every frame."""
-    offset = (body[:, bone.child] - body[:, bone.parent]) * (ratio - 1.0)  # [F, 2]
-    body[:, list(bone.moves)] += offset[:, None, :]
+def _stretch(
+    bone: Bone, ratio: float, body: np.ndarray, hands: np.ndarray, body_present: np.ndarray,
+    hands_present: np.ndarray,
+) -> np.ndarray:
+    """Moves the bone's child (and what hangs below it) along the bone, in place, for every frame.
+
+    Returns the frames where the bone is not seen but present points below it moved (interpolated).
+    """
+    if ratio == 1.0:
+        return np.zeros(0, np.int64)  # the offset is exactly zero in every frame
+    offset = (body[:, bone.child] - body[:, bone.parent]) * (ratio - 1.0)  # [F, 2], the original's
+    seen = body_present[:, bone.parent] & body_present[:, bone.child]
+    sane = _interpolated(offset, seen)
+    moves = list(bone.moves)
+    moved_present = body_present[:, moves]
+    body[:, moves] += np.where(moved_present[..., None], sane[:, None, :], offset[:, None, :])
+    touched = moved_present.any(axis=1)
     if bone.hand is not None:
-        hands[:, bone.hand] += offset[:, None, :]
+        hand_present = hands_present[:, bone.hand]
+        hands[:, bone.hand] += np.where(hand_present[..., None], sane[:, None, :], offset[:, None, :])
+        touched |= hand_present.any(axis=1)
+    return np.flatnonzero(touched & ~seen)
+
+
+def _interpolated(offset: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """`offset` where the bone is seen; elsewhere linear in time between the nearest seen frames."""
+    if seen.all() or not seen.any():  # none seen cannot happen for a ratio other than 1 (frame 0 sees it)
+        return offset
+    frames = np.arange(len(offset))
+    known = frames[seen]
+    between = np.stack([np.interp(frames, known, offset[seen, axis]) for axis in range(2)], axis=1)
+    return np.where(seen[:, None], offset, between)
+
+
+def _frames_text(frames: np.ndarray, shown: int = 5) -> str:
+    listed = ", ".join(str(int(f)) for f in frames[:shown])
+    more = f" and {len(frames) - shown} more" if len(frames) > shown else ""
+    return f"frame{'s' if len(frames) > 1 else ''} {listed}{more}"
 
 
 def _translation(ref_body, ref_present, first_body, first_present, fallbacks) -> np.ndarray:

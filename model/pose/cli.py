@@ -35,17 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--height", type=int, default=DRAW_HEIGHT)
     render.add_argument("--width", type=int, default=DRAW_WIDTH)
     render.add_argument("--reference", type=Path, help="align to this reference (keypoint JSON or photo) first")
+    _reference_args(render)
     render.set_defaults(run=_render)
 
     align = commands.add_parser("align", help="fit the driving poses to the reference person")
     _motion_args(align)
     align.add_argument("--reference", type=Path, required=True, help="reference keypoint JSON or photo")
+    _reference_args(align)
     align.add_argument("--out", required=True, type=Path, help="aligned keypoints (JSON, DWPose layout)")
     align.set_defaults(run=_align)
 
     preview = commands.add_parser("preview", help="preflight report and aligned-skeleton preview")
     _motion_args(preview)
     preview.add_argument("--reference", type=Path, help="reference keypoint JSON or photo")
+    _reference_args(preview)
     preview.add_argument("--no-align", action="store_true", help="show the driving poses as they are")
     preview.add_argument("--strip", type=Path, help="write an image strip (PNG) here")
     preview.add_argument("--video", type=Path, help="write a preview video (MP4) here")
@@ -75,6 +78,13 @@ def _motion_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro minimum cutoff (Hz)")
     parser.add_argument("--beta", type=float, default=0.0, help="One-Euro speed coefficient")
     _dwpose_args(parser)
+
+
+def _reference_args(parser: argparse.ArgumentParser) -> None:
+    # The reference often comes from another tool than the motion, so its units are given separately.
+    parser.add_argument("--reference-canvas-width", type=int, help="pixel width of the reference keypoints")
+    parser.add_argument("--reference-canvas-height", type=int, help="pixel height of the reference keypoints")
+    parser.add_argument("--reference-coordinates", choices=("auto", "pixels", "normalized"), default="auto")
 
 
 def _dwpose_args(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +124,23 @@ def _load_reference(args, path: Path | None) -> PoseSequence | None:
         return None
     from model.pose.inputs import detect_input_kind, load_reference_pose
 
-    needs_extractor = detect_input_kind(path) == "image"
-    return load_reference_pose(path, extractor=_extractor(args) if needs_extractor else None)
+    width, height = args.reference_canvas_width, args.reference_canvas_height
+    if detect_input_kind(path) == "image":
+        if width is not None or height is not None or args.reference_coordinates != "auto":
+            raise PoseInputError(
+                "--reference-canvas-width/--reference-canvas-height/--reference-coordinates describe reference "
+                "keypoint JSON; a reference photo is measured in its own pixels: leave them out"
+            )
+        return load_reference_pose(path, "image", extractor=_extractor(args))
+    try:
+        return load_reference_pose(
+            path, "keypoints", canvas_width=width, canvas_height=height, coordinates=args.reference_coordinates
+        )
+    except PoseInputError as exc:  # say which file, and how to give its units here
+        raise PoseInputError(
+            f"reference {path}: {exc} (give its canvas and units with --reference-canvas-width, "
+            "--reference-canvas-height and --reference-coordinates)"
+        ) from None
 
 
 def _extract_video(extractor, path: Path, frame_interval: int | None) -> PoseSequence:

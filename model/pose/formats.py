@@ -7,10 +7,13 @@ Accepted documents (bytes, str, or already-parsed JSON):
   (or 70 with pupils)}]}`, in pixels of the canvas or normalised to [0, 1];
 - DWPose frames as `DWposeDetector.__call__` returns them: `{"bodies": {"candidate", "subset"},
   "hands", "faces"}`, always normalised.
-Only the first person of a frame is used, as in the original. Every rejection names the frame and field.
+Only the first person of a frame is used, as in the original (a multi-person DWPose frame holds every
+person's left hand, then every right hand). A UTF-8 byte-order mark is accepted. Every rejection names
+the frame and field.
 """
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any, Literal
 
@@ -93,6 +96,11 @@ def parse_pose_json(
 def _load_json(document: bytes | str | dict | list) -> Any:
     if isinstance(document, (dict, list)):
         return document
+    # Windows editors save UTF-8 with a byte-order mark, which json refuses.
+    if isinstance(document, bytes) and document.startswith(codecs.BOM_UTF8):
+        document = document[len(codecs.BOM_UTF8):]
+    elif isinstance(document, str) and document.startswith("\ufeff"):
+        document = document[1:]
     try:
         return json.loads(document)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -295,11 +303,9 @@ def _fill_dwpose_frame(arrays: dict, index: int, frame: dict) -> None:
     _put_dwpose(arrays["body"][index], arrays["body_present"][index], points, present, index, "bodies.candidate")
     if frame.get("hands") is not None:
         hands = _point_lists(frame["hands"], index, "hands", NUM_HAND_POINTS)
-        if len(hands) != 2:
-            raise PoseInputError(f"frame {index}: 'hands' must hold exactly 2 hands (left, right), got {len(hands)}")
-        for hand in range(2):
-            _put_dwpose(arrays["hands"][index, hand], arrays["hands_present"][index, hand], hands[hand],
-                        dwpose_presence(hands[hand]), index, f"hands[{hand}]")
+        for hand, row in enumerate(_first_person_hands(len(hands), len(bodies["subset"]), index)):
+            _put_dwpose(arrays["hands"][index, hand], arrays["hands_present"][index, hand], hands[row],
+                        dwpose_presence(hands[row]), index, f"hands[{row}]")
     if frame.get("faces") is not None:
         faces = _point_lists(frame["faces"], index, "faces", NUM_FACE_POINTS)
         if len(faces) > MAX_PEOPLE_PER_FRAME:
@@ -307,6 +313,19 @@ def _fill_dwpose_frame(arrays: dict, index: int, frame: dict) -> None:
         if len(faces):
             _put_dwpose(arrays["face"][index], arrays["face_present"][index], faces[0],
                         dwpose_presence(faces[0]), index, "faces[0]")
+
+
+def _first_person_hands(count: int, people: int, index: int) -> tuple[int, int]:
+    """Rows of the first person's (left, right) hand: the detector stacks every person's left hand,
+    then every right hand, so with N people they are rows 0 and N."""
+    if count == 2:
+        return 0, 1
+    if people > 1 and count == 2 * people:
+        return 0, people
+    raise PoseInputError(
+        f"frame {index}: 'hands' holds {count} hands; expected 2 (left, right), or 2 per person of "
+        f"bodies.subset ({2 * people} here: every left hand, then every right hand)"
+    )
 
 
 def _dwpose_body(candidate: Any, subset: Any, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ validate uploads with `kind="keypoints"` without importing OpenCV, PyAV, onnxrun
 """
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -103,7 +104,7 @@ def _resolve_kind(data: bytes | str | Path, kind: str) -> str:
 def detect_input_kind(data: bytes | str | Path) -> str:
     """"keypoints" for JSON, "image" for JPEG/PNG/WebP/BMP; videos must be named by the caller."""
     head = _head(data)
-    if head.lstrip()[:1] in (b"{", b"["):
+    if head.removeprefix(codecs.BOM_UTF8).lstrip()[:1] in (b"{", b"["):  # Windows editors write the BOM
         return "keypoints"
     if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return "image"

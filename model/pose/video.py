@@ -4,6 +4,11 @@ that are already drawn (used as they are).
 A skeleton video is taken to show the skeletons the way the model saw them: the RGB of the
 original's saved frames, where the neck-to-right-shoulder limb is blue. Videos drawn by tools that
 keep OpenCV's array as RGB show that limb red; `swap_red_blue=True` fixes those.
+
+Frames come out upright: phones store portrait video as landscape frames plus a display matrix,
+and the original's `cv2.VideoCapture` (OpenCV 4.9) turns frames by that matrix, so poses were
+detected on upright frames. We turn them the same way (quarter turns only, as OpenCV does) and
+report the upright size.
 """
 from __future__ import annotations
 
@@ -27,10 +32,11 @@ MAX_SKELETON_VIDEO_BYTES = 4 * 1024**3
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int  # as shown, i.e. after `rotation`
     height: int
     fps: float
     num_frames: int | None  # from the container; None when it does not say (WebM often does not)
+    rotation: int = 0  # degrees (0, 90, 180, 270) the stored frames are turned anticlockwise to show upright
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,19 +71,47 @@ def _video_stream(container: av.container.InputContainer) -> av.video.stream.Vid
 
 
 def probe_video(source: VideoSource) -> VideoInfo:
-    """Size, frame rate and (if known) frame count, without decoding."""
+    """Upright size, frame rate and (if known) frame count.
+
+    Only the first frame is decoded: PyAV hands out the display rotation with decoded frames only.
+    """
     with _open(source) as container:
-        return _info(_video_stream(container))
+        stream = _video_stream(container)
+        _info(stream)  # a missing frame rate or an absurd size is refused before anything is decoded
+        try:
+            first = next(iter(container.decode(stream)), None)
+        except av.FFmpegError as exc:
+            raise PoseInputError(f"the video could not be decoded at frame 0 ({exc}); re-encode it") from None
+        return _info(stream, 0 if first is None else _quarter_turns(first))
 
 
-def _info(stream) -> VideoInfo:
+def _info(stream, quarter_turns: int = 0) -> VideoInfo:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if rate is None:
         raise PoseInputError("the video does not state a frame rate; re-encode it with a fixed fps")
     width, height = stream.codec_context.width, stream.codec_context.height
+    if quarter_turns % 2:
+        width, height = height, width
     if not (0 < width <= MAX_CANVAS_SIZE and 0 < height <= MAX_CANVAS_SIZE):
         raise PoseInputError(f"the video is {width}x{height}; each side must be 1..{MAX_CANVAS_SIZE} pixels")
-    return VideoInfo(width, height, check_fps(float(rate)), stream.frames or None)
+    return VideoInfo(width, height, check_fps(float(rate)), stream.frames or None, 90 * quarter_turns)
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Anticlockwise quarter turns that show the frame upright, from its display matrix."""
+    degrees = frame.rotation  # anticlockwise, -180..180
+    if degrees % 90:
+        raise PoseInputError(
+            f"the video's display matrix turns it by {degrees} degrees; only multiples of 90 are supported: "
+            "re-encode it upright"
+        )
+    return (degrees // 90) % 4
+
+
+def _upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+    rgb = frame.to_ndarray(format="rgb24")
+    # np.rot90 turns anticlockwise as the image is shown (rows down), like the display matrix.
+    return np.ascontiguousarray(np.rot90(rgb, _quarter_turns(frame)))
 
 
 def iter_video_frames(
@@ -86,28 +120,39 @@ def iter_video_frames(
     """`(source_index, timestamp_s, rgb [H, W, 3] uint8)` for every kept frame, decoding as it goes.
 
     Frames are kept every `frame_interval` source frames (default: down to 15 fps or less); the
-    timestamp is the source index over the source fps.
+    timestamp is the source index over the source fps. Frames are turned upright by the display matrix.
     """
     with _open(source) as container:
         stream = _video_stream(container)
         info = _info(stream)
         interval = resolve_frame_interval(info.fps, frame_interval)
-        kept = 0
+        kept, index, shape = 0, 0, None
         try:
-            for index, frame in enumerate(container.decode(stream)):
-                if index % interval:
-                    continue
-                kept += 1
-                if kept > MAX_FRAMES:
-                    raise PoseInputError(
-                        f"the video gives more than {MAX_FRAMES} frames at frame_interval {interval}; "
-                        "cut it or sample it more sparsely"
-                    )
-                yield index, index / info.fps, frame.to_ndarray(format="rgb24")
+            for frame in container.decode(stream):
+                if index % interval == 0:
+                    kept += 1
+                    if kept > MAX_FRAMES:
+                        raise PoseInputError(
+                            f"the video gives more than {MAX_FRAMES} frames at frame_interval {interval}; "
+                            "cut it or sample it more sparsely"
+                        )
+                    rgb = _upright_rgb(frame)
+                    shape = shape or rgb.shape
+                    _check_same_size(rgb.shape, shape, index)
+                    yield index, index / info.fps, rgb
+                index += 1  # counts frames handled, so a decoding error names the frame it failed on
         except av.FFmpegError as exc:
-            raise PoseInputError(f"the video could not be decoded ({exc}); re-encode it") from None
+            raise PoseInputError(f"the video could not be decoded at frame {index} ({exc}); re-encode it") from None
         if kept == 0:
             raise PoseInputError("the video has no frames")
+
+
+def _check_same_size(shape: tuple[int, ...], first: tuple[int, ...], index: int) -> None:
+    if shape != first:
+        raise PoseInputError(
+            f"frame {index}: the picture is {shape[1]}x{shape[0]} but the first frame was {first[1]}x{first[0]}; "
+            "re-encode the video at one size and orientation"
+        )
 
 
 def load_skeleton_video(

@@ -86,8 +86,11 @@ def openpose_people(frames: int = 2) -> list[dict]:
     }]} for f in range(frames)]
 
 
-def encode_video(path, frames, fps, codec: str = "libx264", pix_fmt: str = "yuv420p") -> None:
-    """Writes RGB frames with PyAV, or PIL for GIF (independently of the code under test)."""
+def encode_video(path, frames, fps, codec: str = "libx264", pix_fmt: str = "yuv420p", rotation: int = 0) -> None:
+    """Writes RGB frames with PyAV, or PIL for GIF (independently of the code under test).
+
+    `rotation` (degrees anticlockwise) goes into the display matrix, as phones store portrait video.
+    """
     from fractions import Fraction
 
     import av
@@ -102,6 +105,8 @@ def encode_video(path, frames, fps, codec: str = "libx264", pix_fmt: str = "yuv4
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = pix_fmt
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
         container.mux(stream.encode())

@@ -2,9 +2,14 @@
 
 The detector (`yolox_l.onnx`: images [1, 3, 640, 640] -> [1, 8400, 85]) reports one person box whose
 objectness grows with how much the brightest input pixel exceeds the letterbox grey (114), so a black
-image has no detection. The estimator
-(`dw-ll_ucoco_384.onnx`: [1, 3, 384, 288] -> simcc_x [1, 133, 576], simcc_y [1, 133, 768]) returns fixed
-SimCC vectors peaking at chosen bins with chosen heights (the scores).
+image has no detection. Two estimators (`dw-ll_ucoco_384.onnx`: [1, 3, 384, 288] -> simcc_x
+[1, 133, 576], simcc_y [1, 133, 768]):
+- `save_estimator` returns fixed SimCC vectors peaking at chosen bins with chosen heights (the scores);
+- `save_marker_estimator` looks at its input: keypoint k peaks where input channel `MARKER_CHANNELS[k]`
+  is brightest (the column maximum along x, the row maximum along y, each bin repeated twice as SimCC
+  has two bins per pixel), so its score is that channel's normalised peak value.
+Both also return their input unchanged as a third output, `crop`, so a test can see exactly what the
+network was given (the real model has no such output; the code reads only the first two).
 """
 from __future__ import annotations
 
@@ -75,22 +80,52 @@ def simcc_vectors(bins: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     return simcc_x, simcc_y
 
 
+MARKER_CHANNELS = np.arange(133) % 3  # input channel (BGR order: 0 blue, 1 green, 2 red) keypoint k follows
+_INPUTS = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *ESTIMATOR_INPUT])]
+_OUTPUTS = [
+    helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 133, ESTIMATOR_INPUT[1] * 2]),
+    helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 133, ESTIMATOR_INPUT[0] * 2]),
+    helper.make_tensor_value_info("crop", TensorProto.FLOAT, [1, 3, *ESTIMATOR_INPUT]),
+]
+
+
 def save_estimator(path: Path, bins: np.ndarray, scores: np.ndarray) -> Path:
     simcc_x, simcc_y = simcc_vectors(bins, scores)
-    height, width = ESTIMATOR_INPUT
     nodes = [
-        # Touch the input so the graph is a function of it, then add 0 * it to the constants.
-        helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=0),
-        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-        helper.make_node("Add", ["cx", "nothing"], ["simcc_x"]),
-        helper.make_node("Add", ["cy", "nothing"], ["simcc_y"]),
+        helper.make_node("Identity", ["cx"], ["simcc_x"]),
+        helper.make_node("Identity", ["cy"], ["simcc_y"]),
+        helper.make_node("Identity", ["input"], ["crop"]),
     ]
     graph = helper.make_graph(
-        nodes, "standin_dwpose",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])],
-        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 133, width * 2]),
-         helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 133, height * 2])],
-        initializer=[numpy_helper.from_array(simcc_x, "cx"), numpy_helper.from_array(simcc_y, "cy"),
-                     numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+        nodes, "standin_dwpose", _INPUTS, _OUTPUTS,
+        initializer=[numpy_helper.from_array(simcc_x, "cx"), numpy_helper.from_array(simcc_y, "cy")],
+    )
+    return _save(graph, path)
+
+
+def _twice_each(size: int) -> np.ndarray:
+    """[size, 2 * size] matrix copying value i to SimCC bins 2i and 2i + 1."""
+    matrix = np.zeros((size, 2 * size), np.float32)
+    matrix[np.arange(size), 2 * np.arange(size)] = 1.0
+    matrix[np.arange(size), 2 * np.arange(size) + 1] = 1.0
+    return matrix
+
+
+def save_marker_estimator(path: Path) -> Path:
+    height, width = ESTIMATOR_INPUT
+    nodes = [
+        helper.make_node("ReduceMax", ["input"], ["column_peaks"], axes=[2], keepdims=0),  # [1, 3, W]
+        helper.make_node("MatMul", ["column_peaks", "twice_w"], ["bins_x"]),  # [1, 3, 2W]
+        helper.make_node("Gather", ["bins_x", "channels"], ["simcc_x"], axis=1),  # [1, 133, 2W]
+        helper.make_node("ReduceMax", ["input"], ["row_peaks"], axes=[3], keepdims=0),  # [1, 3, H]
+        helper.make_node("MatMul", ["row_peaks", "twice_h"], ["bins_y"]),
+        helper.make_node("Gather", ["bins_y", "channels"], ["simcc_y"], axis=1),
+        helper.make_node("Identity", ["input"], ["crop"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "standin_dwpose_markers", _INPUTS, _OUTPUTS,
+        initializer=[numpy_helper.from_array(_twice_each(width), "twice_w"),
+                     numpy_helper.from_array(_twice_each(height), "twice_h"),
+                     numpy_helper.from_array(MARKER_CHANNELS.astype(np.int64), "channels")],
     )
     return _save(graph, path)

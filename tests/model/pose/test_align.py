@@ -101,3 +101,65 @@ def test_missing_hand_points_stay_missing_wherever_they_move(align_case):
     off_canvas[0, 1, 5] = -1.0
     assert not np.array_equal(draw_frame(aligned, 0), draw_frame(as_if_seen, 0))
     assert np.array_equal(draw_frame(aligned, 0), draw_frame(aligned.replace(hands=off_canvas), 0))
+
+
+def _swinging_right_arm(driving, frames: int = 5):
+    """Frame 0 of the case, drifting right while the right elbow and wrist swing at constant speed.
+
+    Every bone vector then changes linearly over time, so the stretch of each bone does too.
+    """
+    base = driving.select([0] * frames)
+    step = np.arange(frames, dtype=float)[:, None]
+    body, hands = base.body.copy(), base.hands.copy()
+    body += (step * [0.01, 0.002])[:, None, :]
+    hands += (step * [0.01, 0.002])[:, None, None, :]
+    body[:, 3] += step * [0.004, -0.006]  # right elbow
+    body[:, 4] += step * [0.010, -0.012]  # right wrist, and the right hand with it
+    hands[:, 1] += (step * [0.010, -0.012])[:, None, :]
+    return base.replace(body=body, hands=hands)
+
+
+def test_elbow_hidden_in_a_middle_frame_does_not_throw_the_hand(align_case):
+    ref, driving, _ = align_case
+    seen = _swinging_right_arm(driving)
+    hidden = _without(seen, 2, 3)  # right elbow not detected in frame 2 only
+    full = align_to_reference(seen, ref)
+    result = align_to_reference(hidden, ref)
+    wrist, hand = result.sequence.body[2, 4], result.sequence.hands[2, 1]
+    # The original stretches both arm bones from the (-1, -1) marker here: the wrist lands ~0.04 (20 px) away.
+    np.testing.assert_allclose(wrist, full.sequence.body[2, 4], atol=1e-12)
+    present = hidden.hands_present[2, 1]
+    np.testing.assert_allclose(hand[present], full.sequence.hands[2, 1][present], atol=1e-12)
+    # Nothing else moves: the other frames and the other points of frame 2 are the original's.
+    others = [0, 1, 3, 4]
+    assert np.array_equal(result.sequence.body[others], full.sequence.body[others])
+    assert np.array_equal(result.sequence.hands[others], full.sequence.hands[others])
+    untouched = [k for k in range(20) if k not in (3, 4)]
+    assert np.array_equal(result.sequence.body[2, untouched], full.sequence.body[2, untouched])
+    assert not result.sequence.body_present[2, 3]
+    assert result.bone_ratios == full.bone_ratios
+    assert any("arm3" in note and "frame 2" in note for note in result.fallbacks)
+
+
+def test_missing_points_keep_the_originals_offsets(align_case):
+    ref, driving, _ = align_case
+    hidden = _without(_swinging_right_arm(driving), 2, 3)
+    result = align_to_reference(hidden, ref)
+    # The original moves the hidden elbow by every offset of its chain, measured from its own marker.
+    x_ratio, y_ratio = result.x_ratio, result.y_ratio
+    body = hidden.body[2] * [x_ratio, y_ratio]
+    shoulder = body[2] + (body[2] - body[1]) * (result.bone_ratios["shoulder2"] - 1)
+    elbow = body[3] + (body[2] - body[1]) * (result.bone_ratios["shoulder2"] - 1)
+    elbow = elbow + (elbow - shoulder) * (result.bone_ratios["arm3"] - 1)
+    np.testing.assert_allclose(result.sequence.body[2, 3], elbow + result.offset, atol=1e-12)
+
+
+def test_a_hidden_ear_changes_nothing_the_original_computes(align_case):
+    ref, driving, data = align_case
+    # The case's left ear is missing in frames 4-5: only the ear hangs below that bone, so it is exact.
+    assert not driving.body_present[4, 17] and not driving.body_present[5, 17]
+    result = align_to_reference(driving, ref)
+    for i, frame in enumerate(data["aligned"]):
+        assert np.array_equal(result.sequence.body[i], np.array(frame["bodies"]["candidate"]))
+        assert np.array_equal(result.sequence.hands[i], np.array(frame["hands"]))
+    assert result.fallbacks == ()

@@ -80,3 +80,42 @@ def test_bad_input_exits_2_with_the_reason(tmp_path, capsys):
     assert "not a multiple of 3" in capsys.readouterr().err
     assert main(["extract", str(bad), "--out", str(tmp_path / "y.json"), "--dwpose-dir", str(tmp_path)]) == 2
     assert "yolox_l.onnx" in capsys.readouterr().err
+
+
+def test_align_to_a_pixel_openpose_reference_with_its_canvas(tmp_path, align_case, capsys):
+    from model.pose.align import align_to_reference
+    from tests.model.pose.conftest import openpose_people
+
+    _, driving, _ = align_case
+    ref_path, drv_path = tmp_path / "ref_pixels.json", tmp_path / "driving.json"
+    ref_path.write_text(json.dumps(openpose_people(1)))  # pixels of a 512x768 photo; the file does not say
+    drv_path.write_text(json.dumps(to_pose_json(driving)))
+    out = tmp_path / "aligned.json"
+    args = ["align", str(drv_path), "--reference", str(ref_path), "--frame-interval", "1", "--out", str(out)]
+
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"reference {ref_path}" in error and "no canvas size is known" in error
+    assert "--reference-canvas-width" in error
+
+    assert main([*args, "--reference-canvas-width", "512", "--reference-canvas-height", "768"]) == 0
+    reference = parse_pose_json(openpose_people(1), canvas_width=512, canvas_height=768)
+    expected = align_to_reference(driving, reference).sequence
+    aligned = parse_pose_json(out.read_text())
+    assert (aligned.canvas_width, aligned.canvas_height) == (512, 768)
+    np.testing.assert_allclose(aligned.body, expected.body, atol=1e-12)
+
+    # The coordinate mode reaches the parser: these pixels read as normalised are far off the canvas.
+    assert main([*args, "--reference-canvas-width", "512", "--reference-canvas-height", "768",
+                 "--reference-coordinates", "normalized"]) == 2
+    assert "far outside the canvas" in capsys.readouterr().err
+
+
+def test_reference_canvas_flags_are_refused_for_a_photo(tmp_path, align_case, photo, capsys):
+    _, drv_path = _write_align_inputs(tmp_path, align_case)
+    image_path = tmp_path / "person.png"
+    Image.fromarray(photo).save(image_path)
+    code = main(["align", str(drv_path), "--reference", str(image_path), "--reference-canvas-width", "512",
+                 "--reference-canvas-height", "768", "--out", str(tmp_path / "aligned.json")])
+    assert code == 2
+    assert "a reference photo is measured in its own pixels" in capsys.readouterr().err

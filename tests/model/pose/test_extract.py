@@ -123,3 +123,13 @@ def test_bad_images_are_rejected(extractor):
         extractor.extract_image(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(PoseInputError, match="at most 8192"):
         extractor.extract_image(encoded_png(np.zeros((1, 8200, 3), np.uint8)))
+
+
+def test_rotated_driving_video_is_extracted_upright(extractor, photo, tmp_path):
+    path = tmp_path / "portrait.mp4"
+    stored = np.ascontiguousarray(np.rot90(photo, 1))  # landscape, as a phone stores a portrait clip
+    encode_video(path, [stored] * 2, 30, rotation=-90)  # shown turned a quarter clockwise: the photo
+    seq = extractor.extract_video(path, 1)
+    upright = extractor.extract_image(photo)
+    assert (seq.canvas_width, seq.canvas_height) == (PHOTO_W, PHOTO_H)
+    np.testing.assert_allclose(seq.body[0], upright.body[0], atol=1e-6)

@@ -132,7 +132,10 @@ def _with_body_value(index: int, value) -> list:
         ([{"bodies": {"candidate": [[0.5, 0.5, 0.1]], "subset": [[0] * 20]}}], {}, "[x, y] pairs"),
         ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[0] * 19]}}], {}, "rows of 18 or 20"),
         ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[3] + [-1] * 19]}}], {}, "bodies.subset[0][0] = 3"),
-        ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[-1] * 20]}, "hands": [[[0.5, 0.5]] * 21]}], {}, "exactly 2 hands"),
+        ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[-1] * 20]}, "hands": [[[0.5, 0.5]] * 21]}], {}, "frame 0: 'hands' holds 1 hands; expected 2"),
+        ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[-1] * 20] * 2}, "hands": [[[0.5, 0.5]] * 21] * 3}], {}, "2 per person of bodies.subset (4 here"),
+        ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[-1] * 20] * (MAX_PEOPLE_PER_FRAME + 1)}}], {}, f"frame 0: {MAX_PEOPLE_PER_FRAME + 1} people; at most {MAX_PEOPLE_PER_FRAME}"),
+        ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[-1] * 20]}, "faces": [[[0.5, 0.5]] * 68] * (MAX_PEOPLE_PER_FRAME + 1)}], {}, f"frame 0: {MAX_PEOPLE_PER_FRAME + 1} faces; at most {MAX_PEOPLE_PER_FRAME}"),
         ([{"bodies": {"candidate": [[0.5, 0.5]], "subset": [[-1] * 20]}, "hands": [[[0.5, 0.5]] * 20] * 2}], {}, "21 [x, y] points"),
         ([{"bodies": {"candidate": [[7.5, 0.5]], "subset": [[0] + [-1] * 19]}}], {}, "far outside the canvas"),
     ],
@@ -172,3 +175,39 @@ def test_same_canvas_given_as_int_and_float_agrees():
     frames[0]["canvas_width"], frames[1]["canvas_width"] = 512, 640
     with pytest.raises(PoseInputError, match="frames disagree on canvas_width"):
         parse_pose_json(frames, canvas_height=768)
+
+
+def test_dwpose_caps_allow_the_limit_itself():
+    people = MAX_PEOPLE_PER_FRAME
+    frame = {"bodies": {"candidate": [[0.5, 0.5]], "subset": [[0] + [-1] * 19] * people},
+             "faces": [[[0.25, 0.75]] * 68] * people}
+    seq = parse_pose_json([frame])
+    assert seq.body_present[0, 0] and seq.face[0, 0].tolist() == [0.25, 0.75]
+
+
+def test_multi_person_dwpose_takes_the_first_persons_two_hands():
+    # As the detector stacks them for 3 people: left hands of persons 0, 1, 2, then their right hands.
+    hands = [[[0.1 * (row + 1), 0.5]] * 21 for row in range(6)]
+    frame = {"bodies": {"candidate": [[0.5, 0.5]], "subset": [[0] + [-1] * 19] * 3}, "hands": hands}
+    seq = parse_pose_json([frame])
+    np.testing.assert_allclose(seq.hands[0, 0, :, 0], 0.1)  # row 0: person 0's left hand
+    np.testing.assert_allclose(seq.hands[0, 1, :, 0], 0.4)  # row 3: person 0's right hand
+    assert seq.hands_present[0].all()
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_utf8_byte_order_mark_is_accepted(as_text):
+    document = json.dumps({"frames": openpose_people(1), "canvas_width": 512, "canvas_height": 768})
+    with_bom = "\ufeff" + document if as_text else b"\xef\xbb\xbf" + document.encode()
+    seq = parse_pose_json(with_bom)
+    assert seq.body[0, 1].tolist() == [256 / 512, 230 / 768]
+
+
+def test_utf8_byte_order_mark_in_a_file_is_recognised_as_keypoints(tmp_path):
+    from model.pose.inputs import detect_input_kind, load_pose_input
+
+    path = tmp_path / "poses.json"
+    document = {"frames": openpose_people(2), "canvas_width": 512, "canvas_height": 768, "fps": 10}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(document).encode())
+    assert detect_input_kind(path) == "keypoints"
+    assert load_pose_input(path).num_frames == 2
