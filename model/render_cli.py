@@ -1,7 +1,7 @@
 """`unianimate render`: animate a reference image along a pose sequence into an MP4, locally.
 
     unianimate render --reference person.jpg --reference-keypoints ref.json \
-        --pose-keypoints dance.json --out dance.mp4 --model tiny
+        --pose-keypoints dance.json --out dance.mp4 --model tiny --height 128 --width 128 --steps 4
 
 Long inputs are rendered segment by segment (first-frame chaining) or with the original's
 sliding window (`--mode window`), and streamed to the MP4 as they finish.
@@ -10,7 +10,9 @@ sliding window (`--mode window`), and streamed to the MP4 as they finish.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +20,13 @@ from PIL import Image
 
 from model.errors import RenderCancelled
 from model.longvideo.chain import SamplingOptions
-from model.longvideo.mp4 import DEFAULT_CRF
+from model.longvideo.mp4 import DEFAULT_CRF, MAX_CRF
 from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES
 from model.longvideo.progress import Progress
 from model.longvideo.protocol import SegmentRenderer
+from model.longvideo.seeds import MAX_SEED
 from model.longvideo.video import MODES, RenderOptions, render_video
-from model.motion import Motion, load_image, prepare_motion
+from model.motion import Motion, is_skeleton_video, load_image, prepare_motion
 from model.pose.render import resize_like_original
 
 DTYPES = ("fp16", "bf16", "fp32")
@@ -43,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pose-keypoints", type=Path, help="OpenPose or DWPose keypoint JSON, one entry per frame"
     )
     motion.add_argument(
-        "--pose-video", type=Path, help="a skeleton video (or a driving video with --extract-poses)"
+        "--pose-video",
+        type=Path,
+        help="a video of drawn skeletons, used as drawn (or camera footage with --extract-poses)",
     )
     inputs.add_argument(
         "--extract-poses",
@@ -64,16 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cpu-offload",
         action="store_true",
-        help="keep CLIP and the VAE on the CPU between uses (~12 GB of GPU memory at 768x512)",
+        help="park CLIP and the VAE on the CPU while the UNet samples (~12 GB of GPU memory at 768x512)",
     )
 
     render = parser.add_argument_group("rendering")
-    render.add_argument("--height", type=int, default=768)
-    render.add_argument("--width", type=int, default=512)
+    size = "a multiple of 64 (16 for --model tiny)"
+    render.add_argument("--height", type=int, default=768, help=f"output height in pixels, {size}")
+    render.add_argument("--width", type=int, default=512, help=f"output width in pixels, {size}")
     render.add_argument("--steps", type=int, default=30, help="DDIM steps")
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
-    render.add_argument("--noise-prior-t", type=int, default=939)
+    render.add_argument(
+        "--noise-prior-t", type=int, default=939, help="timestep the reference latent is noised to (0-999)"
+    )
     render.add_argument("--fps", type=float, help="frame rate of pose keypoints that do not state one")
     render.add_argument(
         "--frame-interval",
@@ -90,15 +98,114 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--context-batch-size", type=int, default=1, help="window mode: windows per UNet call"
     )
-    render.add_argument("--crf", type=int, default=DEFAULT_CRF, help="H.264 quality (lower is better)")
+    render.add_argument(
+        "--crf", type=int, default=DEFAULT_CRF, help=f"H.264 quality, 0 (lossless) to {MAX_CRF}"
+    )
     render.add_argument(
         "--no-align",
         dest="align",
         action="store_false",
-        help="use the poses as given instead of fitting them to the reference person (not for skeleton videos)",
+        help="use the keypoints as given instead of fitting them to the reference person "
+        "(no effect on a --pose-video of drawn skeletons: there are no keypoints to fit)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuses flag values the render cannot use, naming the flag to fix (ValueError).
+
+    Runs before any weights load: left alone, most of these fail only once the model is built,
+    some only in the middle of the render.
+    """
+    _check_ranges(args)
+    _check_combinations(args)
+    _check_frame_size(args)
+    _check_device(args)
+    _check_checkpoint_dir(args)
+
+
+def _limits() -> dict[str, tuple[float, float, str]]:
+    """Flag -> the lowest and highest value a render takes, and a hint for the message."""
+    from model.schedule import NUM_TIMESTEPS  # imports torch: only once a render is about to start
+
+    return {
+        "--steps": (1, NUM_TIMESTEPS, "the original samples with 30"),
+        "--noise-prior-t": (0, NUM_TIMESTEPS - 1, "the original's long-video setting is 939"),
+        "--seed": (0, MAX_SEED, ""),
+        "--guidance": (0, math.inf, ""),
+        "--crf": (0, MAX_CRF, "0 is lossless"),
+        "--segment-frames": (2, math.inf, "each segment repeats the previous one's last frame"),
+        "--context-size": (1, math.inf, ""),
+        "--context-overlap": (0, math.inf, ""),
+        "--context-batch-size": (1, math.inf, ""),
+        "--frame-interval": (1, math.inf, ""),
+    }
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    for flag, (low, high, hint) in _limits().items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        finite = not isinstance(value, float) or math.isfinite(value)  # isfinite(int) overflows on 10**400
+        if value is None or (low <= value <= high and finite):
+            continue
+        allowed = f"at least {low}" if high == math.inf else f"between {low} and {high}"
+        raise ValueError(f"{flag} must be {allowed}{f' ({hint})' if hint else ''}, got {value}")
+    for flag in ("--fps", "--max-duration"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{flag} must be a positive number, got {value}")
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    if not args.out.parent.is_dir():
+        raise ValueError(f"--out: the folder {args.out.parent} does not exist")
+    if args.mode == "window" and args.first_frame is not None:
+        raise ValueError("--first-frame needs --mode chain (the sliding window has no first-frame condition)")
+    if args.context_overlap >= args.context_size:
+        raise ValueError(
+            f"--context-overlap ({args.context_overlap}) must be smaller than --context-size ({args.context_size})"
+        )
+    if args.extract_poses and args.pose_video is None:
+        raise ValueError("--extract-poses detects the poses of a --pose-video: give one, or drop the flag")
+    if args.fps is not None and args.pose_video is not None:
+        raise ValueError("--fps is for --pose-keypoints that do not state a rate: a --pose-video has its own")
+
+
+def _check_frame_size(args: argparse.Namespace) -> None:
+    """Both sides must divide into the VAE's 1/8 latent and then into the UNet's downsamplings."""
+    from model.architecture import Architecture
+
+    name = "tiny" if args.model == "tiny" else "released"
+    multiple = (Architecture.tiny() if name == "tiny" else Architecture.released()).size_multiple
+    if all(side > 0 and side % multiple == 0 for side in (args.height, args.width)):
+        return
+    fits = [max(1, math.ceil(side / multiple)) * multiple for side in (args.height, args.width)]
+    raise ValueError(
+        f"--height {args.height} --width {args.width}: the {name} model needs multiples of {multiple} "
+        f"(e.g. --height {fits[0]} --width {fits[1]})"
+    )
+
+
+def _check_device(args: argparse.Namespace) -> None:
+    if args.device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda: PyTorch finds no CUDA device here; use --device cpu")
+
+
+def _check_checkpoint_dir(args: argparse.Namespace) -> None:
+    """The released files are found by name, without reading them."""
+    if args.checkpoint_dir is None:
+        return
+    from model.checkpoints import CheckpointError, ModelFiles
+
+    try:
+        ModelFiles.discover(args.checkpoint_dir)
+    except CheckpointError as exc:
+        raise ValueError(f"--checkpoint-dir: {exc}") from None
 
 
 def render_options(args: argparse.Namespace) -> RenderOptions:
@@ -130,15 +237,18 @@ def load_renderer(args: argparse.Namespace) -> SegmentRenderer:
     settings = {"device": device, "dtype": dtype, "cpu_offload": args.cpu_offload}
     if args.model == "tiny":
         return UniAnimatePipeline.tiny(**settings)
-    return UniAnimatePipeline.from_checkpoint_dir(args.checkpoint_dir, **settings)
+    from model.checkpoints import CheckpointError
+
+    try:
+        return UniAnimatePipeline.from_checkpoint_dir(args.checkpoint_dir, **settings)
+    except CheckpointError as exc:  # a file to replace, reported like bad input
+        raise ValueError(str(exc)) from None
 
 
 def load_motion(args: argparse.Namespace) -> Motion:
     """The flags' motion: `--fps` is the rate of keypoints that do not state one; the output plays at
     the source rate over the frame interval."""
-    videos = {}
-    if args.pose_video is not None:
-        videos["driving_video" if args.extract_poses else "skeleton_video"] = args.pose_video
+    videos = {} if args.pose_video is None else {_pose_video_role(args): args.pose_video}
     return prepare_motion(
         reference_image=args.reference,
         reference_keypoints=args.reference_keypoints,
@@ -152,6 +262,19 @@ def load_motion(args: argparse.Namespace) -> Motion:
         align=args.align,
         extractor=_extractor(args),
     )
+
+
+def _pose_video_role(args: argparse.Namespace) -> str:
+    """A skeleton video is used as drawn; used that way, camera footage would animate noise."""
+    if args.extract_poses:
+        return "driving_video"
+    if not is_skeleton_video(args.pose_video):
+        raise ValueError(
+            f"--pose-video {args.pose_video} looks like camera footage, not drawn skeletons: add "
+            "--extract-poses to detect its poses with DWPose (weights in --dwpose-dir or "
+            "UNIANIMATE_DWPOSE_DIR), or give a skeleton video or --pose-keypoints"
+        )
+    return "skeleton_video"
 
 
 def _extractor(args: argparse.Namespace):
@@ -195,8 +318,7 @@ class ProgressBar:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if not args.out.parent.is_dir():
-            raise ValueError(f"--out: the folder {args.out.parent} does not exist")
+        check_args(args)
         options = render_options(args)
         motion = load_motion(args)
         first_frame = (
@@ -204,31 +326,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         renderer = load_renderer(args)
     except (ValueError, OSError) as exc:  # bad input: say what to fix, no traceback
-        print(f"unianimate render: error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(exc)
     if renderer.untrained:
         print(
             f"unianimate render: using {renderer.label}: the video will not look like the person",
             file=sys.stderr,
         )
-    bar = ProgressBar(enabled=not args.quiet)
     try:
-        result = render_video(
-            renderer,
-            motion.reference_image,
-            motion.ref_pose,
-            motion.poses,
-            args.out,
-            fps=motion.fps,
-            options=options,
-            first_frame=first_frame,
-            audio_source=motion.audio_source,
-            on_progress=bar,
-        )
+        with closing(ProgressBar(enabled=not args.quiet)) as bar:  # closed before any message below
+            result = render_video(
+                renderer,
+                motion.reference_image,
+                motion.ref_pose,
+                motion.poses,
+                args.out,
+                fps=motion.fps,
+                options=options,
+                first_frame=first_frame,
+                audio_source=motion.audio_source,
+                on_progress=bar,
+            )
     except (KeyboardInterrupt, RenderCancelled):
         print("unianimate render: canceled, nothing written", file=sys.stderr)
         return 130
-    finally:
-        bar.close()
+    except (ValueError, OSError) as exc:  # e.g. a pose video that stops decoding half way
+        return _refuse(exc)
     print(f"{result.path}: {result.frames} frames at {float(result.fps):g} fps, {result.duration_s:.3f} s")
     return 0
+
+
+def _refuse(exc: Exception) -> int:
+    print(f"unianimate render: error: {exc}", file=sys.stderr)
+    return 2

@@ -11,6 +11,7 @@ that never stopped (`start_segment` and `previous_last_frame`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,9 @@ from model.errors import RenderCancelled
 from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES, Segment, SegmentPlan, plan_segments
 from model.longvideo.progress import ProgressCallback, ProgressTracker
 from model.longvideo.protocol import CancelCheck, PoseFrames, SegmentRenderer
-from model.longvideo.seeds import segment_seed
+from model.longvideo.seeds import MAX_SEED, segment_seed
+
+NUM_TIMESTEPS = 1000  # the diffusion schedule's length (model.schedule, kept free of torch here)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,17 @@ class SamplingOptions:
     steps: int = 30
     guidance_scale: float = 2.5
     noise_prior_t: int = 939
+
+    def __post_init__(self) -> None:
+        # checked here, before any weights load, so every caller (CLI, worker, benchmark) fails fast
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed}")
+        if not 1 <= self.steps <= NUM_TIMESTEPS:
+            raise ValueError(f"steps must be in [1, {NUM_TIMESTEPS}], got {self.steps}")
+        if not 0 <= self.noise_prior_t < NUM_TIMESTEPS:
+            raise ValueError(f"noise_prior_t must be in [0, {NUM_TIMESTEPS - 1}], got {self.noise_prior_t}")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {self.guidance_scale}")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 DEFAULT_CRF = 18
+MAX_CRF = 51  # libx264's worst quality for 8-bit video; 0 is lossless
 # faststart: index at the front so players can start before the download ends;
 # use_metadata_tags: keep our own keys (seed, checkpoint, ...) instead of dropping them.
 _MOVFLAGS = "+faststart+use_metadata_tags"
@@ -55,8 +56,8 @@ class Mp4Writer:
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs an even width and height, got {width}x{height}")
-        if not 0 <= crf <= 51:
-            raise ValueError(f"crf must be in [0, 51], got {crf}")
+        if not 0 <= crf <= MAX_CRF:
+            raise ValueError(f"crf must be in [0, {MAX_CRF}], got {crf}")
         self.path = Path(path)
         self.fps = exact_fps(fps)
         self.frames_written = 0
@@ -115,7 +116,12 @@ class Mp4Writer:
 
 
 class _AudioTrack:
-    """The audio of a source video, re-encoded to AAC and cut at the video's length."""
+    """The audio of a source video, re-encoded to AAC and cut at the video's length.
+
+    Decoded chunks (1024 samples for AAC) rarely end where a write() does, so the samples past
+    the frames written so far wait in a FIFO for the next call; dropping them would pull the
+    sound ahead of the picture a little more with every call.
+    """
 
     def __init__(self, container: av.container.OutputContainer, source: av.container.InputContainer) -> None:
         self.source = source
@@ -126,7 +132,9 @@ class _AudioTrack:
         self._stream = container.add_stream("aac", rate=self._rate, layout=self._layout)
         self._resampler = av.AudioResampler(format="fltp", layout=self._layout, rate=self._rate)
         self._decoded = source.decode(stream)
-        self._samples = 0
+        self._pending = av.AudioFifo()  # decoded, not yet encoded
+        self._exhausted = False
+        self._samples = 0  # samples encoded so far
 
     @classmethod
     def open(cls, container: av.container.OutputContainer, path: Path) -> _AudioTrack | None:
@@ -137,25 +145,29 @@ class _AudioTrack:
         return cls(container, source)
 
     def write_until(self, seconds: Fraction) -> None:
+        """Encodes the source's samples up to `seconds` (fewer if the source is shorter)."""
         target = int(seconds * self._rate)
-        while self._samples < target:
-            chunk = next(self._decoded, None)
-            if chunk is None:  # the source audio is shorter than the video
-                return
-            for piece in self._resampler.resample(chunk):
-                self._encode(piece.to_ndarray()[:, : target - self._samples])
+        while self._samples + self._pending.samples < target and not self._exhausted:
+            self._decode_chunk()
+        count = min(target - self._samples, self._pending.samples)
+        if count > 0:
+            self._encode(self._pending.read(count))
 
     def finish(self, seconds: Fraction) -> None:
         self.write_until(seconds)
         self._container.mux(self._stream.encode(None))
         self.source.close()
 
-    def _encode(self, samples: np.ndarray) -> None:
-        if samples.shape[1] == 0:
-            return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format="fltp", layout=self._layout)
+    def _decode_chunk(self) -> None:
+        chunk = next(self._decoded, None)
+        self._exhausted = chunk is None  # resample(None) then flushes the resampler
+        for piece in self._resampler.resample(chunk):
+            piece.pts = None  # the FIFO would check source timestamps; ours are counted in _encode
+            self._pending.write(piece)
+
+    def _encode(self, frame: av.AudioFrame) -> None:
         frame.sample_rate, frame.pts, frame.time_base = self._rate, self._samples, Fraction(1, self._rate)
-        self._samples += samples.shape[1]
+        self._samples += frame.samples
         self._container.mux(self._stream.encode(frame))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from model.longvideo.chain import FinishedSegment, SamplingOptions, render_chain
-from model.longvideo.mp4 import DEFAULT_CRF, Mp4Writer, exact_fps
+from model.longvideo.mp4 import DEFAULT_CRF, MAX_CRF, Mp4Writer, exact_fps
 from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES, plan_segments
 from model.longvideo.progress import ProgressCallback, ProgressTracker
 from model.longvideo.protocol import CancelCheck, PoseFrames, SegmentRenderer
@@ -43,6 +43,10 @@ class RenderOptions:
             raise ValueError(
                 f"height and width must be positive multiples of 8, got {self.height}x{self.width}"
             )
+        if self.segment_frames < 2:
+            raise ValueError(f"segment_frames must be at least 2 (one shared frame plus one new), got {self.segment_frames}")
+        if not 0 <= self.crf <= MAX_CRF:
+            raise ValueError(f"crf must be in [0, {MAX_CRF}] (H.264 quality, lower is better), got {self.crf}")
         if self.context_size < 1 or self.context_batch_size < 1:
             raise ValueError("context_size and context_batch_size must be at least 1")
         if not 0 <= self.context_overlap < self.context_size:

@@ -8,12 +8,13 @@ import pytest
 from PIL import Image
 
 from model import render_cli
+from model.checkpoints import OPEN_CLIP_FILE, SD21_FILE, UNET_FILE
 from model.longvideo.mp4 import Mp4Writer, probe_video
 from model.longvideo.video_frames import VideoPoseFrames
 from model.motion import Motion
 from tests.model.longvideo_fakes import FakeRenderer, pose_frames
 
-H, W = 16, 24
+H, W = 16, 32  # the tiny model's frame sides are multiples of 16
 
 
 def argv(tmp_path, *extra):
@@ -167,3 +168,103 @@ def test_progress_bar_shows_segments_and_frames(tmp_path, fake_job, capsys):
     err = capsys.readouterr().err
     assert "segment 6/6 step 2/2" in err and "frames 40/40" in err
     assert "fake test renderer" in err  # an untrained model is named as such
+
+
+def with_model(args: list[str], *model: str, size: int = H) -> list[str]:
+    """`args` with `--model tiny` replaced by `model` and both frame sides set to `size`."""
+    i = args.index("--model")
+    args = [*args[:i], *model, *args[i + 2 :]]
+    for flag in ("--height", "--width"):
+        args[args.index(flag) + 1] = str(size)
+    return args
+
+
+@pytest.fixture
+def nothing_loads(monkeypatch):
+    """Any use of the inputs or the model fails the test: the refusal must come before them."""
+    monkeypatch.setattr(render_cli, "load_motion", lambda args: pytest.fail("read the inputs"))
+    monkeypatch.setattr(render_cli, "load_renderer", lambda args: pytest.fail("loaded a model"))
+
+
+def assert_refused(tmp_path, capsys, args, message) -> None:
+    assert render_cli.main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("unianimate render: error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--segment-frames", "1"], "--segment-frames must be at least 2"),
+        (["--crf", "99"], "--crf must be between 0 and 51"),
+        (["--steps", "0"], "--steps must be between 1 and 1000"),
+        (["--noise-prior-t", "5000"], "--noise-prior-t must be between 0 and 999"),
+        (["--seed", "-1"], "--seed must be between 0 and 9223372036854775807"),
+        (["--guidance", "nan"], "--guidance must be at least 0"),
+        (["--guidance", "inf"], "--guidance must be at least 0, got inf"),
+        (["--frame-interval", "0"], "--frame-interval must be at least 1"),
+        (["--context-batch-size", "0"], "--context-batch-size must be at least 1"),
+        (["--fps", "0"], "--fps must be a positive number"),
+        (["--max-duration", "-2"], "--max-duration must be a positive number"),
+        (
+            ["--height", "40"],
+            "--height 40 --width 32: the tiny model needs multiples of 16 (e.g. --height 48 --width 32)",
+        ),
+        (
+            ["--width", "8"],
+            "--height 16 --width 8: the tiny model needs multiples of 16 (e.g. --height 16 --width 16)",
+        ),
+        (["--mode", "window", "--first-frame", "first.png"], "--first-frame needs --mode chain"),
+        (["--context-size", "4", "--context-overlap", "4"], "--context-overlap (4) must be smaller than"),
+        (["--extract-poses"], "--extract-poses detects the poses of a --pose-video"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_loads(tmp_path, capsys, nothing_loads, extra, message):
+    assert_refused(tmp_path, capsys, argv(tmp_path, *extra), message)
+
+
+def test_the_released_model_needs_multiples_of_64(tmp_path, capsys, nothing_loads):
+    (tmp_path / "ckpt").mkdir()
+    args = with_model(argv(tmp_path), "--checkpoint-dir", str(tmp_path / "ckpt"), size=96)
+    assert_refused(tmp_path, capsys, args, "the released model needs multiples of 64 (e.g. --height 128")
+
+
+def test_a_missing_checkpoint_dir_is_refused_before_anything_loads(tmp_path, capsys, nothing_loads):
+    args = with_model(argv(tmp_path), "--checkpoint-dir", str(tmp_path / "nonexistent"), size=64)
+    assert_refused(
+        tmp_path, capsys, args, f"--checkpoint-dir: checkpoint directory {tmp_path / 'nonexistent'}"
+    )
+
+
+def test_cuda_without_a_cuda_device_is_refused(tmp_path, capsys, nothing_loads, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = argv(tmp_path, "--device", "cuda")
+    assert_refused(
+        tmp_path, capsys, args, "--device cuda: PyTorch finds no CUDA device here; use --device cpu"
+    )
+
+
+def test_a_damaged_checkpoint_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """The real load_renderer, reading files that are there but are not checkpoints."""
+    poses = pose_frames(3, 64, 64)
+    motion = Motion(np.full((40, 30, 3), 120, np.uint8), np.zeros((64, 64, 3), np.uint8), poses, Fraction(15))
+    monkeypatch.setattr(render_cli, "load_motion", lambda args: motion)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for name in (UNET_FILE, SD21_FILE, OPEN_CLIP_FILE):
+        (folder / name).write_bytes(b"not a checkpoint")
+    args = with_model(argv(tmp_path, "--device", "cpu"), "--checkpoint-dir", str(folder), size=64)
+    assert_refused(tmp_path, capsys, args, f"{folder / UNET_FILE} is damaged")
+
+
+def test_bad_input_found_while_rendering_is_an_error_not_a_traceback(tmp_path, capsys, fake_job, monkeypatch):
+    def undecodable(*args, **kwargs):
+        raise ValueError("the video could not be decoded; re-encode it")
+
+    monkeypatch.setattr(fake_job, "render_segment", undecodable)
+    assert_refused(tmp_path, capsys, argv(tmp_path), "the video could not be decoded; re-encode it")
+    assert [p.name for p in tmp_path.iterdir()] == ["ref.png"]

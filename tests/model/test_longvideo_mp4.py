@@ -84,7 +84,21 @@ def test_the_file_appears_only_when_complete(tmp_path):
     assert out.exists() and [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
-def make_source_with_audio(path: Path, seconds: float = 3.0, rate: int = 44100) -> None:
+def tone(seconds: float, rate: int) -> np.ndarray:
+    return np.sin(0.05 * np.arange(int(seconds * rate)))[None].repeat(2, 0).astype(np.float32)
+
+
+def clicks(seconds: int, rate: int) -> np.ndarray:
+    """Silence with a short click at the start of every whole second."""
+    sound = np.zeros((2, seconds * rate), np.float32)
+    for second in range(seconds):
+        sound[:, second * rate : second * rate + 8] = 0.9
+    return sound
+
+
+def make_source_with_audio(path: Path, seconds: float = 3.0, rate: int = 44100, sound=None) -> None:
+    """A black 30 fps video of `seconds` with stereo AAC audio (`sound` [2, samples], default a tone)."""
+    sound = tone(seconds, rate) if sound is None else sound
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=30)
         video.width, video.height, video.pix_fmt = W, H, "yuv420p"
@@ -93,13 +107,45 @@ def make_source_with_audio(path: Path, seconds: float = 3.0, rate: int = 44100) 
             frame = av.VideoFrame.from_ndarray(np.zeros((H, W, 3), np.uint8), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, 30)
             container.mux(video.encode(frame))
-        for k in range(int(seconds * rate) // 1024):
-            tone = np.sin(0.05 * (np.arange(1024) + 1024 * k))[None].repeat(2, 0).astype(np.float32)
-            chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="stereo")
-            chunk.sample_rate, chunk.pts, chunk.time_base = rate, 1024 * k, Fraction(1, rate)
+        for start in range(0, sound.shape[1], 1024):
+            samples = np.ascontiguousarray(sound[:, start : start + 1024])
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+            chunk.sample_rate, chunk.pts, chunk.time_base = rate, start, Fraction(1, rate)
             container.mux(audio.encode(chunk))
         container.mux(video.encode(None))
         container.mux(audio.encode(None))
+
+
+def decoded_audio(path: Path) -> np.ndarray:
+    """The loudest channel of the file's audio, as one array of samples."""
+    with av.open(str(path)) as container:
+        samples = np.concatenate([frame.to_ndarray() for frame in container.decode(audio=0)], axis=1)
+    return np.abs(samples).max(axis=0)
+
+
+def click_offsets_s(sound: np.ndarray, seconds: int, rate: int) -> np.ndarray:
+    """For each whole second, how far (in s) the loudest sample within half a second of it lies."""
+    offsets = []
+    for second in range(seconds):
+        start = max(0, second * rate - rate // 2)
+        peak = start + int(np.argmax(sound[start : second * rate + rate // 2]))
+        offsets.append((peak - second * rate) / rate)
+    return np.array(offsets)
+
+
+@pytest.mark.parametrize("batch", [1, 31])  # window mode writes frame by frame, chain mode by segment
+def test_audio_stays_in_sync_over_the_whole_video(tmp_path, batch):
+    seconds, rate, frames = 10, 44100, 150  # 150 frames at 15 fps: 10 s
+    source = tmp_path / "driving.mp4"
+    make_source_with_audio(source, seconds + 1, rate, sound=clicks(seconds + 1, rate))
+    assert np.abs(click_offsets_s(decoded_audio(source), seconds, rate)).max() <= 0.005  # a sound source
+    out = tmp_path / "out.mp4"
+    with Mp4Writer(out, fps=15, width=W, height=H, audio_source=source) as writer:
+        for start in range(0, frames, batch):
+            writer.write(np.zeros((min(batch, frames - start), H, W, 3), np.uint8))
+    offsets = click_offsets_s(decoded_audio(out), seconds, rate)
+    assert np.abs(offsets).max() <= 0.025, f"clicks off by {np.round(offsets * 1000)} ms"
+    assert probe_video(out).audio_duration_s == pytest.approx(seconds, abs=0.025)
 
 
 def test_audio_of_the_driving_video_is_muxed_and_trimmed(tmp_path):

@@ -2,8 +2,12 @@ from itertools import pairwise
 
 import pytest
 
+from model import schedule
+from model.longvideo import chain
+from model.longvideo.chain import SamplingOptions
 from model.longvideo.planner import plan_segments
 from model.longvideo.seeds import segment_seed
+from model.longvideo.video import RenderOptions
 
 
 @pytest.mark.parametrize("total", [1, 2, 31, 32, 33, 40, 63, 64, 150, 900, 901])
@@ -70,3 +74,24 @@ def test_segment_seed_rejects_out_of_range():
         segment_seed(-1, 0)
     with pytest.raises(ValueError, match="index"):
         segment_seed(1, -1)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"), ({"steps": 0}, "steps"), ({"steps": 1001}, "steps"),
+    ({"noise_prior_t": 1000}, "noise_prior_t"), ({"noise_prior_t": -1}, "noise_prior_t"),
+    ({"guidance_scale": float("nan")}, "guidance_scale"), ({"guidance_scale": -1.0}, "guidance_scale"),
+])
+def test_sampling_options_refuse_values_the_sampler_cannot_use(bad, message):
+    with pytest.raises(ValueError, match=message):
+        SamplingOptions(**bad)
+
+
+@pytest.mark.parametrize("bad, message", [({"segment_frames": 1}, "segment_frames"), ({"crf": 52}, "crf"),
+                                          ({"crf": -1}, "crf")])
+def test_render_options_refuse_values_the_renderer_cannot_use(bad, message):
+    with pytest.raises(ValueError, match=message):
+        RenderOptions(**bad)
+
+
+def test_the_step_bound_is_the_schedules_length():
+    assert chain.NUM_TIMESTEPS == schedule.NUM_TIMESTEPS

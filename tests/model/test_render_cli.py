@@ -110,3 +110,16 @@ def test_an_unreadable_reference_is_reported_before_any_model_loads(tmp_path, ca
     assert render_cli.main(argv(tmp_path, "--pose-keypoints", str(tmp_path / "poses.json"))) == 2
     assert "the reference image is not a readable PNG, JPEG or WebP file" in capsys.readouterr().err
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_camera_footage_as_a_pose_video_needs_extract_poses(tmp_path, capsys, monkeypatch):
+    """Used as drawn skeletons, a camera video would condition the model on a photo of a room."""
+    write_job(tmp_path, frames=1, fps=30)
+    rng = np.random.default_rng(0)
+    footage = [rng.integers(60, 200, (96, 64, 3), dtype=np.uint8) for _ in range(4)]
+    write_video(tmp_path / "camera.mp4", footage, 30, crf=0)
+    monkeypatch.setattr(render_cli, "load_renderer", lambda args: pytest.fail("loaded a model"))
+    assert render_cli.main(argv(tmp_path, "--pose-video", str(tmp_path / "camera.mp4"))) == 2
+    err = capsys.readouterr().err
+    assert "unianimate render: error: --pose-video" in err and "looks like camera footage" in err
+    assert "add --extract-poses" in err and not (tmp_path / "out.mp4").exists()
