@@ -4,10 +4,17 @@ Each event is built once (`service.webhooks.build_event`: fixed id and body byte
 with its target URL, and only its id is enqueued on the "webhooks" queue. Every delivery attempt
 (worker/outbox.py) reads that record back, so all attempts send the same `webhook-id` and
 byte-identical body, and the record tells an operator what happened to it.
+
+At least once: recording is one Lua step (the terminal claim, the record, the job's event list
+and the event's due time in `{prefix}:webhooks:due`), so either all of it happens or none, and a
+claimed terminal event always has a record. Enqueueing comes after; if the broker refuses, the
+record stays due and the webhook worker's relay (worker/webhook_relay.py) enqueues it again.
 """
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +23,23 @@ import redis
 from service.job_model import Job
 from service.webhooks import ProgressThrottle, build_event, wants_event
 
+log = logging.getLogger(__name__)
+
 TERMINAL_EVENTS = frozenset({"job.succeeded", "job.failed", "job.canceled"})
+
+# KEYS: terminal claim (ignored unless ARGV[4] is "1"), record, the job's event list, due set.
+# ARGV: event id, record JSON, TTL seconds, terminal ("1"/"0"), due time (unix seconds).
+# Returns 0 when the job's terminal event was already claimed (nothing written), else 1.
+_RECORD = """
+if ARGV[4] == '1' and not redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
+  return 0
+end
+redis.call('set', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('rpush', KEYS[3], ARGV[1])
+redis.call('expire', KEYS[3], ARGV[3])
+redis.call('zadd', KEYS[4], ARGV[5], ARGV[1])
+return 1
+"""
 
 
 def record_key(prefix: str, event_id: str) -> str:
@@ -33,6 +56,12 @@ def job_events_key(prefix: str, job_id: str) -> str:
     return f"{prefix}:job:{job_id}:webhooks"
 
 
+def due_key(prefix: str) -> str:
+    """Sorted set: event id -> when its next delivery attempt is due (unix seconds). An event leaves
+    it when delivery is over; one long overdue lost its message and is enqueued again."""
+    return f"{prefix}:webhooks:due"
+
+
 class WebhookOutbox:
     """Builds, records and enqueues a job's webhook events."""
 
@@ -45,6 +74,7 @@ class WebhookOutbox:
         self.throttle = ProgressThrottle(progress_interval_s)
         self.record_ttl_s = record_ttl_s
         self.job_view = job_view
+        self._record_script = client.register_script(_RECORD)
 
     def emit(self, job: Job, event_type: str) -> str | None:
         """Send `event_type` for `job` if it has a webhook that wants it; returns the event id."""
@@ -54,21 +84,23 @@ class WebhookOutbox:
             return None
         if event_type == "job.segment_completed":
             self.throttle.should_send(job.id, segment_completed=True)  # the next progress event waits again
-        if event_type in TERMINAL_EVENTS and not self._claim_terminal(job.id):
-            return None  # the API (cancel of a queued job) or another run already sent it
         event = build_event(event_type, self.job_view(job))
         record = {"job_id": job.id, "url": job.webhook.url, "event": event.to_dict(),
                   "attempts": 0, "status": "pending", "detail": ""}
-        with self.redis.pipeline() as pipe:
-            pipe.set(record_key(self.prefix, event.id), json.dumps(record), ex=self.record_ttl_s)
-            pipe.rpush(job_events_key(self.prefix, job.id), event.id)
-            pipe.expire(job_events_key(self.prefix, job.id), self.record_ttl_s)
-            pipe.execute()
-        self.enqueue(event.id)
+        if not self._record(job.id, event.id, record, terminal=event_type in TERMINAL_EVENTS):
+            return None  # the API (cancel of a queued job) or another run already sent it
+        try:
+            self.enqueue(event.id)
+        except Exception as exc:  # noqa: BLE001  (the record is due: the relay enqueues it later)
+            log.warning("webhook %s (%s) of job %s recorded but not enqueued (%s); the relay will send it",
+                        event.id, event_type, job.id, exc)
         return event.id
 
-    def _claim_terminal(self, job_id: str) -> bool:
-        return bool(self.redis.set(terminal_claim_key(self.prefix, job_id), "1", nx=True, ex=self.record_ttl_s))
+    def _record(self, job_id: str, event_id: str, record: dict[str, Any], *, terminal: bool) -> bool:
+        keys = [terminal_claim_key(self.prefix, job_id), record_key(self.prefix, event_id),
+                job_events_key(self.prefix, job_id), due_key(self.prefix)]
+        args = [event_id, json.dumps(record), self.record_ttl_s, "1" if terminal else "0", time.time()]
+        return bool(self._record_script(keys=keys, args=args))
 
     def forget(self, job_id: str) -> None:
         self.throttle.forget(job_id)

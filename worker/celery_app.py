@@ -5,7 +5,12 @@
   gets. Messages are acknowledged after the task (`acks_late`) and handed back when the process
   dies (`reject_on_worker_lost`); the job lease makes a second copy harmless.
 - "webhooks" queue, task `unianimate.deliver_webhook(event_id)`: light, threads; retries with
-  jittered exponential backoff, resending the recorded event byte for byte.
+  jittered exponential backoff, resending the recorded event byte for byte. Each webhook worker
+  runs the relay that re-sends events whose message was lost (worker/webhook_relay.py).
+
+A render message is acknowledged only once its job is `running` (or finished): a failure before
+that (Redis unreachable, the model not loaded, a lease still held) retries the message later,
+because nothing else would ever send a queued job again.
 
 Redis' visibility timeout (when an unacknowledged message is handed out again) is longer than
 the longest job, so a healthy job is never rendered twice; a dead worker's job is picked up
@@ -20,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
 from celery import Celery, signals
 from kombu import Queue
 
@@ -29,27 +35,31 @@ from service.queue import RENDER_TASK, WEBHOOK_TASK
 from service.storage import Storage, make_storage
 from service.webhook_outbox import WebhookOutbox
 from service.webhooks import webhook_client
-from worker import stopping
+from worker import load_failure, stopping
+from worker.broker_queue import BrokerQueue
 from worker.outbox import RetryPolicy, deliver_recorded
 from worker.patient_storage import PatientStorage
-from worker.render_job import Outcome, RetryRender, WorkerContext, render_job
+from worker.render_job import NotStarted, Outcome, RetryRender, WorkerContext, render_job
+from worker.render_retry import hold_off_sweepers, requeue_claim_ttl, retry_countdown, retry_later
 from worker.renderer_loader import load_extractor, load_renderer
 from worker.settings import RENDER_QUEUE, WEBHOOK_QUEUE, WorkerSettings
-from worker.sweeper import Sweeper, claim_requeue
+from worker.sweeper import Sweeper
+from worker.webhook_relay import WebhookRelay
 
 log = logging.getLogger(__name__)
 
-RENDER_RETRY_DELAY_S = 5.0
 WEBHOOK_SOFT_TIME_LIMIT_S = 60
+WEBHOOK_REDIS_BACKOFF_MAX_S = 60  # a delivery that hit a Redis error is retried after 1, 2, 4 s... up to this
 
 app = Celery("unianimate", set_as_current=False)
 
 
-def configure(settings: WorkerSettings, *, renders: bool) -> Celery:
+def configure(settings: WorkerSettings, *, renders: bool, webhooks: bool = False) -> Celery:
     """Apply the settings to `app`; `renders` says this process consumes the render queue (it then
-    loads a model in each child process and runs the orphan sweeper)."""
-    global _settings, _renders
-    _settings, _renders = settings, renders
+    loads a model in each child process and runs the orphan sweeper), `webhooks` the webhook queue
+    (it then runs the webhook relay)."""
+    global _settings, _renders, _webhooks
+    _settings, _renders, _webhooks = settings, renders, webhooks
     app.conf.update(
         broker_url=settings.celery_broker_url,
         broker_connection_retry_on_startup=True,
@@ -73,6 +83,7 @@ def configure(settings: WorkerSettings, *, renders: bool) -> Celery:
 
 _settings: WorkerSettings | None = None
 _renders = False
+_webhooks = False
 # (settings, worker process index) -> the model; a launcher may swap in any SegmentRenderer before main()
 renderer_factory: Callable[[WorkerSettings, int], SegmentRenderer] = load_renderer
 
@@ -144,18 +155,29 @@ def enqueue_webhook(event_id: str) -> None:
 @app.task(name=RENDER_TASK, bind=True, max_retries=None)
 def render(self, job_id: str) -> str:
     try:
-        outcome = render_job(job_id, runtime().load_model())
+        outcome = render_job(job_id, _render_context())
         if outcome is Outcome.HANDED_BACK:  # the lease is released: any worker may take it now
             enqueue_render(job_id)
         return outcome.value
-    except RetryRender as exc:
-        # the lease is released: keep the sweepers from re-sending the job before the retry is due
-        claim_requeue(runtime().jobs, job_id, runtime().settings.visibility_timeout_s)
-        raise self.retry(exc=exc, countdown=RENDER_RETRY_DELAY_S) from exc
+    except (NotStarted, RetryRender) as exc:
+        lease_ttl_s = (_settings or runtime().settings).lease_ttl_s
+        countdown = retry_countdown(exc, self.request.retries, lease_ttl_s)
+        hold_off_sweepers(runtime().jobs, job_id, requeue_claim_ttl(countdown, lease_ttl_s))
+        retry_later(self, exc, countdown)
 
 
+def _render_context() -> WorkerContext:
+    try:
+        return runtime().load_model()
+    except Exception as exc:  # not loaded after the fork (see load_failure): the job waits for a worker that can
+        raise NotStarted(f"this worker has no model: {type(exc).__name__}: {exc}") from exc
+
+
+# Redis errors (reading or updating the record) retry the message with backoff instead of failing
+# it, which would acknowledge it and lose the event; the attempt count lives in the record.
 @app.task(name=WEBHOOK_TASK, bind=True, max_retries=None, soft_time_limit=WEBHOOK_SOFT_TIME_LIMIT_S,
-          time_limit=WEBHOOK_SOFT_TIME_LIMIT_S + 30)
+          time_limit=WEBHOOK_SOFT_TIME_LIMIT_S + 30, autoretry_for=(redis.RedisError,), retry_backoff=True,
+          retry_backoff_max=WEBHOOK_REDIS_BACKOFF_MAX_S, retry_jitter=True)
 def deliver_webhook(self, event_id: str) -> None:
     rt = runtime()
     secret = rt.settings.webhook_secret
@@ -163,10 +185,10 @@ def deliver_webhook(self, event_id: str) -> None:
         raise RuntimeError("UNIANIMATE_WEBHOOK_SECRET is not set: the webhook worker cannot sign events")
     policy = RetryPolicy(rt.settings.webhook_max_attempts, rt.settings.webhook_backoff_base_s,
                          rt.settings.webhook_backoff_cap_s)
-    delay = deliver_recorded(rt.jobs.redis, event_id, self.request.retries + 1,
-                             secret=secret.get_secret_value(), http=rt.http, policy=policy, prefix=rt.jobs.prefix)
+    delay = deliver_recorded(rt.jobs.redis, event_id, secret=secret.get_secret_value(), http=rt.http,
+                             policy=policy, prefix=rt.jobs.prefix)
     if delay is not None:
-        raise self.retry(countdown=delay)
+        raise self.retry(countdown=delay)  # if this cannot be published, the relay sends it once overdue
 
 
 # ---------------------------------------------------------------- process lifecycle
@@ -181,24 +203,37 @@ def _load_model_after_fork(**_) -> None:
     from billiard.process import current_process
 
     _runtime = None  # never share the parent's sockets with a child
-    runtime().load_model(process_index=current_process().index or 0)
+    index = getattr(current_process(), "index", None) or 0  # the solo pool loads in the main process
+    try:
+        runtime().load_model(process_index=index)
+    except Exception as exc:  # noqa: BLE001  (Celery would only log it and keep the process serving)
+        load_failure.model_failed(exc, index)
 
 
 _sweeper: Sweeper | None = None
+_relay: WebhookRelay | None = None
 _pool = None  # the render worker's pool, whose processes a warm shutdown asks to hand their jobs back
 
 
 @signals.worker_ready.connect
 def _on_ready(sender=None, **_) -> None:
-    """Render workers: remember the pool (see _hand_jobs_back) and start the orphan sweeper."""
-    global _sweeper, _pool
-    if not _renders or _settings is None:
+    """Render workers: remember the pool (see _hand_jobs_back) and start the orphan sweeper.
+    Webhook workers: start the relay."""
+    global _sweeper, _relay, _pool
+    if _settings is None:
         return
-    _pool = getattr(sender, "pool", None)
     jobs = JobStore.from_url(_settings.redis_url, _settings.redis_timeout_s)
-    _sweeper = Sweeper(jobs, enqueue_render, interval_s=_settings.sweep_every_s,
-                       claim_ttl_s=_settings.visibility_timeout_s)
-    _sweeper.start()
+    if _renders:
+        _pool = getattr(sender, "pool", None)
+        _sweeper = Sweeper(jobs, enqueue_render, interval_s=_settings.sweep_every_s,
+                           claim_ttl_s=_settings.visibility_timeout_s, stale_s=_settings.queued_stale_s,
+                           queue=BrokerQueue.from_url(_settings.celery_broker_url, RENDER_QUEUE))
+        _sweeper.start()
+    if _webhooks:
+        _relay = WebhookRelay(jobs.redis, enqueue_webhook, overdue_s=_settings.webhook_relay_after_s,
+                              queue=BrokerQueue.from_url(_settings.celery_broker_url, WEBHOOK_QUEUE),
+                              prefix=jobs.prefix)
+        _relay.start()
 
 
 @signals.worker_shutting_down.connect
@@ -214,6 +249,7 @@ def _hand_jobs_back(**_) -> None:
 
 
 @signals.worker_shutdown.connect
-def _stop_sweeper(**_) -> None:
-    if _sweeper is not None:
-        _sweeper.stop()
+def _stop_background(**_) -> None:
+    for thread in (_sweeper, _relay):
+        if thread is not None:
+            thread.stop()

@@ -1,19 +1,26 @@
 """Delivering recorded webhook events (the webhooks queue's task); recording them is
 service/webhook_outbox.py. Every attempt reads the stored record, so retries send the same
-`webhook-id` and byte-identical body."""
+`webhook-id` and byte-identical body.
+
+The attempt number comes from the record, not from the Celery message: a message re-sent by the
+relay, or retried after a Redis error, continues the count instead of starting it again.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import httpx
 import redis
 
-from service.webhook_outbox import record_key
+from service.webhook_outbox import due_key, record_key
 from service.webhooks import DeliveryStatus, WebhookEvent, deliver, next_retry_delay
 
 log = logging.getLogger(__name__)
+
+FINISHED = frozenset({"delivered", "failed"})
 
 
 @dataclass(frozen=True)
@@ -23,16 +30,22 @@ class RetryPolicy:
     cap_s: float = 1800.0
 
 
-def deliver_recorded(client: redis.Redis, event_id: str, attempt: int, *, secret: str, http: httpx.Client,
-                     policy: RetryPolicy, prefix: str = "unianimate") -> float | None:
-    """Attempt number `attempt` (1-based) of a recorded event; returns seconds until the next
-    attempt, or None when delivery is over (delivered, given up, or out of attempts)."""
+def deliver_recorded(client: redis.Redis, event_id: str, *, secret: str, http: httpx.Client, policy: RetryPolicy,
+                     prefix: str = "unianimate") -> float | None:
+    """The next delivery attempt of a recorded event; returns seconds until the attempt after it,
+    or None when delivery is over (delivered, given up, out of attempts, or done by another copy)."""
     key = record_key(prefix, event_id)
     raw = client.get(key)
     if raw is None:
         log.error("webhook event %s has no record (expired?): dropped", event_id)
+        client.zrem(due_key(prefix), event_id)
         return None
     record = json.loads(raw)
+    if record["status"] in FINISHED:  # a second copy of the message (relayed, or redelivered)
+        log.info("webhook %s is already %s: this copy does nothing", event_id, record["status"])
+        client.zrem(due_key(prefix), event_id)
+        return None
+    attempt = int(record["attempts"]) + 1
     outcome = deliver(WebhookEvent.from_dict(record["event"]), record["url"], secret, http)
     delay = next_retry_delay(outcome, attempt, max_attempts=policy.max_attempts, base_s=policy.base_s,
                              cap_s=policy.cap_s)
@@ -43,7 +56,13 @@ def deliver_recorded(client: redis.Redis, event_id: str, attempt: int, *, secret
     else:
         status = "failed"
     record |= {"attempts": attempt, "status": status, "detail": outcome.detail}
-    client.set(key, json.dumps(record), keepttl=True)
+    with client.pipeline() as pipe:  # MULTI: the record and its due time change together
+        pipe.set(key, json.dumps(record), keepttl=True)
+        if delay is None:
+            pipe.zrem(due_key(prefix), event_id)
+        else:
+            pipe.zadd(due_key(prefix), {event_id: time.time() + delay})
+        pipe.execute()
     log.info("webhook %s (%s) attempt %d: %s -> %s", event_id, record["event"]["type"], attempt, outcome.detail,
              status)
     return delay

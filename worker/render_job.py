@@ -8,16 +8,21 @@ canceled; an unexpected error raises `RetryRender` so Celery runs the job again 
 after the last stored segment) until `max_attempts` runs are used, then the job fails.
 A worker that finds the lease held, or the job already finished, does nothing. A worker that
 is shutting down stops at the next step and hands the job back (the caller enqueues it again).
+Until the job is `running`, any failure (Redis unreachable, a queued job's lease still held)
+raises `NotStarted`: the caller retries the message instead of acknowledging it.
 """
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from model.errors import RenderCancelled
@@ -39,6 +44,9 @@ from worker.settings import WorkerSettings
 from worker.sweeper import clear_requeue_claim
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TERMINAL_EVENT_PATIENCE_S = 60.0  # how long a finished job keeps trying to record its terminal event
 
 
 class Outcome(StrEnum):
@@ -51,6 +59,12 @@ class Outcome(StrEnum):
 
 class RetryRender(Exception):
     """The run failed for a reason that may not happen again; run the job again later."""
+
+
+class NotStarted(Exception):
+    """The job could not be started (Redis unreachable, its lease still held by a run that did
+    not start it); nothing about it changed. Run the message again later: acknowledging it
+    would leave a queued job that no message names."""
 
 
 class InvalidInput(ValueError):
@@ -70,6 +84,34 @@ class WorkerContext:
 
 
 def render_job(job_id: str, ctx: WorkerContext) -> Outcome:
+    """Raises NotStarted when the job could not be started (run the message again later) and
+    RetryRender when a run failed part way (likewise; it resumes)."""
+    lease = _not_started_on_error(job_id, _take_lease, job_id, ctx)
+    if isinstance(lease, Outcome):
+        return lease
+    try:
+        with Heartbeat(lease) as heartbeat, stopping.rendering():
+            started = _not_started_on_error(job_id, _start, job_id, ctx)
+            if isinstance(started, Outcome):
+                return started
+            return _run(started, ctx, heartbeat)
+    finally:
+        _release(lease)
+        ctx.outbox.forget(job_id)
+
+
+def _not_started_on_error(job_id: str, step: Callable[..., T], *args: Any) -> T:
+    """Until the job is `running`, a failure (Redis, storage, a bug) must not acknowledge the
+    message: nothing else would ever send a queued job again."""
+    try:
+        return step(*args)
+    except NotStarted:
+        raise
+    except Exception as exc:
+        raise NotStarted(f"job {job_id} could not be started: {type(exc).__name__}: {exc}") from exc
+
+
+def _take_lease(job_id: str, ctx: WorkerContext) -> JobLease | Outcome:
     try:
         job = ctx.jobs.get(job_id)
     except JobNotFound:  # a submission that was rolled back after the broker took the message
@@ -80,18 +122,25 @@ def render_job(job_id: str, ctx: WorkerContext) -> Outcome:
     if stopping.requested():
         return Outcome.HANDED_BACK
     lease = JobLease(ctx.jobs.redis, ctx.jobs.prefix, job_id, ctx.settings.lease_ttl_s)
-    if not lease.acquire():
-        log.info("job %s is being rendered by another worker: this copy does nothing", job_id)
-        return Outcome.SKIPPED
+    if lease.acquire():
+        return lease
+    if ctx.jobs.get(job_id).status is JobStatus.QUEUED:
+        # another worker is starting it this instant, or one died between taking the lease and
+        # starting the job: look again once that lease may have expired, instead of dropping it
+        raise NotStarted(f"job {job_id} is queued and its lease is held; trying again later")
+    log.info("job %s is being rendered by another worker: this copy does nothing", job_id)
+    return Outcome.SKIPPED
+
+
+def _release(lease: JobLease) -> None:
     try:
-        with Heartbeat(lease) as heartbeat, stopping.rendering():
-            return _run(job_id, ctx, heartbeat)
-    finally:
         lease.release()
-        ctx.outbox.forget(job_id)
+    except redis.RedisError as exc:  # it expires on its own after its TTL
+        log.warning("could not release the lease of job %s: %s", lease.job_id, exc)
 
 
-def _run(job_id: str, ctx: WorkerContext, heartbeat: Heartbeat) -> Outcome:
+def _start(job_id: str, ctx: WorkerContext) -> Job | Outcome:
+    """With the lease held: the job moves to `running` (a new run), or ends here."""
     clear_requeue_claim(ctx.jobs, job_id)
     job = ctx.jobs.get(job_id)  # read again: it may have changed before we held the lease
     if job.status.terminal:
@@ -102,16 +151,20 @@ def _run(job_id: str, ctx: WorkerContext, heartbeat: Heartbeat) -> Outcome:
         return _fail(ctx, job_id, "too_many_attempts",
                      f"the job was started {job.runs} times and its worker stopped each time (crash, out of "
                      "memory or a killed process); giving up")
-    first_run = job.status is JobStatus.QUEUED
     model = ModelInfo(name=ctx.renderer.label, untrained=ctx.renderer.untrained)
     try:
         job = ctx.jobs.transition(job_id, JobStatus.RUNNING, worker=ctx.name, model=model)
     except IllegalTransition:  # canceled while we took the lease
         return Outcome.SKIPPED
     log.info("job %s run %d on %s (%s)", job_id, job.runs, ctx.name, model.name)
-    if first_run:
-        ctx.outbox.emit(job, "job.started")
+    return job
+
+
+def _run(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Outcome:
+    job_id = job.id
     try:
+        if job.runs == 1:  # `runs` counts the moves to running; a resumed or handed-back job has more
+            ctx.outbox.emit(job, "job.started")
         result = _render(job, ctx, heartbeat)
     except LeaseLost:
         log.error("job %s: lease lost, leaving the job to its new worker", job_id)
@@ -161,7 +214,7 @@ def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
         reporter.segment_started(start)
         out = Path(tmp) / "result.mp4"
         video = render_video(ctx.renderer, motion.reference_image, motion.ref_pose, motion.poses, out,
-                             fps=motion.fps, options=render_options(params),
+                             fps=motion.fps, options=render_options(params), audio_source=motion.audio_source,
                              on_progress=reporter.progress, should_cancel=reporter.should_cancel,
                              on_segment_done=reporter.segment_done if chained else None, resume=resume)
         heartbeat.check()
@@ -204,10 +257,30 @@ def _finish(ctx: WorkerContext, job_id: str, status: JobStatus, *, result: Resul
     """Record the terminal state, announce it, and drop the segment checkpoints (nothing resumes
     a finished job)."""
     job = ctx.jobs.transition(job_id, status, result=result, error=error)
-    ctx.outbox.emit(job, f"job.{status.value}")
+    _announce_end(ctx, job, f"job.{status.value}")
     if not ctx.settings.keep_segments:
         try:
             SegmentCheckpoints(ctx.storage, job_id).delete()
         except StorageUnavailable as exc:  # the job is finished either way; leftovers are only space
             log.warning("job %s: could not delete its segment checkpoints: %s", job_id, exc)
     return Outcome(status.value)
+
+
+def _announce_end(ctx: WorkerContext, job: Job, event_type: str) -> None:
+    """Record the terminal webhook event, riding out a Redis blip: the job is finished, so no later
+    run would announce it. Recording is one atomic step with the terminal claim, so trying again
+    never makes two (a step that ran but whose reply was lost finds its claim taken)."""
+    delay, deadline = 0.5, time.monotonic() + TERMINAL_EVENT_PATIENCE_S
+    while True:
+        try:
+            ctx.outbox.emit(job, event_type)
+            return
+        except redis.RedisError as exc:
+            if time.monotonic() + delay > deadline:
+                log.error("job %s is %s but its %s webhook event could not be recorded: %s", job.id,
+                          job.status.value, event_type, exc)
+                return
+            log.warning("job %s: recording its %s webhook event failed (%s); trying again in %g s", job.id,
+                        event_type, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)

@@ -3,6 +3,9 @@
     unianimate worker                      # render jobs: one process, one GPU
     unianimate worker --concurrency 4      # four processes; with 4 GPUs each takes one
     unianimate worker --queues webhooks    # webhook deliveries (threads, no model)
+
+Exit status: 2 when the settings cannot work (no model, a checkpoint folder missing files, a CUDA
+device that is not there), 1 when a render process could not load the model after all.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import sys
 
 from pydantic import ValidationError
 
+from worker.load_failure import EXIT_STATUS, note
+from worker.preflight import StartupRefused, check_render_worker
 from worker.settings import QUEUES, RENDER_QUEUE, WEBHOOK_QUEUE, ModelNotConfigured, WorkerSettings
 
 WEBHOOK_THREADS = 8
@@ -50,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = WorkerSettings()
         if renders:
             settings.require_model()
-    except (ValidationError, ModelNotConfigured) as exc:
+            check_render_worker(settings)
+    except (ValidationError, ModelNotConfigured, StartupRefused) as exc:
         print(f"unianimate worker: {exc}", file=sys.stderr)
         return 2
     if WEBHOOK_QUEUE in queues and settings.webhook_secret is None:
@@ -60,10 +66,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from worker.celery_app import configure
 
-    app = configure(settings, renders=renders)
+    app = configure(settings, renders=renders, webhooks=WEBHOOK_QUEUE in queues)
     concurrency = args.concurrency or (1 if renders else WEBHOOK_THREADS)
     name = args.name or f"{'-'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
-    app.worker_main(["worker", "--queues", ",".join(queues), "--concurrency", str(concurrency), "--pool", pool,
-                     "--hostname", name, "--loglevel", args.loglevel,
-                     "--without-gossip", "--without-mingle"])
-    return 0
+    argv = ["worker", "--queues", ",".join(queues), "--concurrency", str(concurrency), "--pool", pool,
+            "--hostname", name, "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"]
+    try:
+        status = app.start(argv)
+    except SystemExit as exc:  # the solo pool's model load failed in this process (worker.load_failure)
+        status = exc.code
+    failure = note.read()
+    if failure is not None:  # a render process could not load the model and stopped the worker
+        print(f"unianimate worker: {failure}", file=sys.stderr)
+        return EXIT_STATUS
+    return int(status or 0)

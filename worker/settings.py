@@ -27,13 +27,14 @@ class WorkerSettings(CommonSettings):
     model: Literal["tiny", "full"] = Field(
         "full", description="full: the released weights in checkpoint_dir; tiny: untrained random weights")
     checkpoint_dir: Path | None = Field(None, description="folder with the UniAnimate, SD 2.1 and CLIP weights")
-    device: str | None = Field(None, description="cpu, cuda or cuda:N; default: cuda when available")
+    device: str | None = Field(None, pattern=r"^(cpu|cuda(:\d+)?)$",
+                               description="cpu, cuda or cuda:N; default: cuda when available")
     dtype: Literal["fp16", "bf16", "fp32"] | None = Field(
         None, description="fp16, bf16 or fp32 (float16, bfloat16, float32 also accepted); default: fp16 on cuda, "
                           "fp32 on cpu")
     cache_dir: Path | None = Field(None, description="keeps converted weights, so later starts load faster")
-    cpu_offload: bool = Field(False, description="keep the VAE and CLIP on the CPU in float32 (less GPU memory, "
-                                                 "slower decoding)")
+    cpu_offload: bool = Field(False, description="park the VAE and CLIP on the CPU while the UNet samples; they "
+                                                 "visit the GPU to encode and decode (less GPU memory)")
     tiny_seed: int = Field(0, ge=0, description="seed of the tiny model's random weights")
     dwpose_dir: Path | None = Field(
         None, description="folder with yolox_l.onnx and dw-ll_ucoco_384.onnx: extract poses from photos and "
@@ -52,6 +53,9 @@ class WorkerSettings(CommonSettings):
     keep_segments: bool = Field(False, description="keep the segment checkpoints after the video is done")
     storage_patience_s: float = Field(300.0, ge=0, description="how long a storage call that finds object "
                                                                "storage unreachable is retried before the run fails")
+    queued_stale_s: float = Field(
+        900.0, ge=10, description="a job still queued after this with no message waiting for it in the render "
+                                  "queue (a lost message) is sent to the queue again by the sweeper")
     broker_visibility_timeout_s: int | None = Field(
         None, ge=1, description="Redis hands an unacknowledged message out again after this; default "
                                 "time_limit_s + 1 h. Set it lower only to test that the lease stops the copy")
@@ -64,6 +68,9 @@ class WorkerSettings(CommonSettings):
     webhook_backoff_cap_s: float = Field(1800.0, ge=0)
     webhook_progress_interval_s: float = Field(10.0, ge=0, description="least time between job.progress events")
     webhook_record_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long delivery records are kept")
+    webhook_relay_after_s: float = Field(
+        60.0, ge=1, description="an event whose delivery attempt is this overdue (its message lost: a broker "
+                                "error, a webhook worker that died) is enqueued again by the webhook worker")
 
     @field_validator("dtype", mode="before")
     @classmethod

@@ -1,20 +1,29 @@
-"""Finds jobs whose worker died and sends them to the render queue again.
+"""Finds jobs whose worker died, or whose message was lost, and sends them to the render queue again.
 
 A job is orphaned when its record says `running` but nobody renews its lease. Redis would
 hand back the dead worker's message only after the broker's visibility timeout (hours, so
 that long jobs are never handed out twice), so each render worker's main process sweeps every
 `sweep_every_s` and re-enqueues orphans itself. A claim key makes one sweeper (of many
 workers) send each orphan once; the worker that takes the job up clears it.
+
+A `queued` job has no lease to watch; its message can still be lost (a broker error while a
+retry was published, a worker that died holding a retry's countdown, Redis losing its last
+writes). Less often (`stale_s / 3`), the sweeper looks for jobs queued longer than `stale_s`
+with no message for them waiting in the render queue, and enqueues those again. A copy too many
+is harmless: the lease and the job's status make it do nothing.
 """
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
-from service.job_model import JobStatus
-from service.jobs import JobStore
+from service.job_model import JobStatus, utcnow
+from service.jobs import JobNotFound, JobStore
+from worker.broker_queue import BrokerQueue
 from worker.lease import lease_alive
+from worker.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,34 @@ def sweep(jobs: JobStore, enqueue: Callable[[str], None], claim_ttl_s: int) -> l
     return sent
 
 
+def sweep_queued(jobs: JobStore, enqueue: Callable[[str], None], queue: BrokerQueue, stale_s: float) -> list[str]:
+    """Re-enqueue jobs queued for more than `stale_s` that no waiting message names; returns their ids."""
+    cutoff = utcnow() - timedelta(seconds=stale_s)
+    stale = [job_id for job_id in jobs.ids_with_status(JobStatus.QUEUED) if _queued_before(jobs, job_id, cutoff)]
+    if not stale:
+        return []
+    waiting = queue.waiting(stale)
+    sent = []
+    for job_id in stale:
+        if job_id in waiting or lease_alive(jobs.redis, jobs.prefix, job_id):
+            continue
+        if not claim_requeue(jobs, job_id, max(1, round(stale_s))):
+            continue  # sent within the last stale_s, or a retry of it is due (the render task's claim)
+        log.warning("job %s has been queued for over %g s and no message for it is waiting: enqueued again",
+                    job_id, stale_s)
+        enqueue(job_id)
+        sent.append(job_id)
+    return sent
+
+
+def _queued_before(jobs: JobStore, job_id: str, cutoff) -> bool:
+    try:
+        job = jobs.get(job_id)
+    except JobNotFound:  # discarded since the set was read
+        return False
+    return job.status is JobStatus.QUEUED and job.updated_at < cutoff
+
+
 def claim_requeue(jobs: JobStore, job_id: str, ttl_s: int) -> bool:
     """Mark the job as sent to the queue again (by a sweeper, or by a run that failed and retries
     later); False if it already was. The worker that takes the job up clears the mark."""
@@ -48,28 +85,26 @@ def clear_requeue_claim(jobs: JobStore, job_id: str) -> None:
     jobs.redis.delete(_claim_key(jobs, job_id))
 
 
-class Sweeper:
-    """Runs `sweep` every `interval_s` in a daemon thread until stopped."""
+class Sweeper(Periodic):
+    """Runs `sweep` every `interval_s` in a daemon thread until stopped, and `sweep_queued` every
+    `stale_s / 3` when given the broker's render queue."""
 
-    def __init__(self, jobs: JobStore, enqueue: Callable[[str], None], *, interval_s: float,
-                 claim_ttl_s: int) -> None:
+    def __init__(self, jobs: JobStore, enqueue: Callable[[str], None], *, interval_s: float, claim_ttl_s: int,
+                 queue: BrokerQueue | None = None, stale_s: float = 900.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("orphan-sweeper", interval_s, self.run_once)
         self.jobs = jobs
         self.enqueue = enqueue
-        self.interval_s = interval_s
         self.claim_ttl_s = claim_ttl_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="orphan-sweeper", daemon=True)
+        self.queue = queue
+        self.stale_s = stale_s
+        self.clock = clock
+        self._queued_swept_at: float | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval_s + 5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                sweep(self.jobs, self.enqueue, self.claim_ttl_s)
-            except Exception:  # Redis down or a bad record: log and try again next round
-                log.exception("orphan sweep failed")
+    def run_once(self) -> None:
+        sweep(self.jobs, self.enqueue, self.claim_ttl_s)
+        now = self.clock()
+        if self.queue is None or (self._queued_swept_at is not None and now - self._queued_swept_at < self.stale_s / 3):
+            return
+        self._queued_swept_at = now
+        sweep_queued(self.jobs, self.enqueue, self.queue, self.stale_s)

@@ -5,7 +5,10 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
 
+import av
 import numpy as np
 
 from model.errors import RenderCancelled
@@ -76,14 +79,42 @@ SMALL = {"height": 64, "width": 64, "steps": 2, "seed": 7, "segment_frames": 8}
 
 def store_job(jobs: JobStore, storage: Storage, *, seconds: float = 1.0, fps: int = 15, params: dict | None = None,
               webhook: Webhook | None = None, keypoints: bytes | None = None, reference_keypoints: bool = True,
-              owner: str = "anonymous") -> Job:
-    """A queued job with the demo inputs in storage, as POST /animate leaves it."""
+              owner: str = "anonymous", pose_video: bytes | None = None) -> Job:
+    """A queued job with the demo inputs in storage, as POST /animate leaves it; `pose_video`
+    replaces the keypoints."""
     job_id = uuid.uuid4().hex
-    files = {"reference_image": ("reference_image.png", demo_reference_image(128, 192)),
-             "pose_keypoints": ("pose_keypoints.json",
-                                keypoints if keypoints is not None else json.dumps(demo_keypoints(seconds, fps)).encode())}
+    files = {"reference_image": ("reference_image.png", demo_reference_image(128, 192))}
+    if pose_video is not None:
+        files["pose_video"] = ("pose_video.mp4", pose_video)
+    else:
+        files["pose_keypoints"] = ("pose_keypoints.json", keypoints if keypoints is not None
+                                   else json.dumps(demo_keypoints(seconds, fps)).encode())
     if reference_keypoints:
         files["reference_keypoints"] = ("reference_keypoints.json", json.dumps(demo_reference_keypoints()).encode())
     inputs = {name: storage.put_bytes(input_key(job_id, file_name), data).key
               for name, (file_name, data) in files.items()}
     return jobs.create(job_id, owner, RenderParams.model_validate({**SMALL, **(params or {})}), inputs, webhook)
+
+
+def skeleton_video_with_sound(path: Path, *, seconds: float, fps: int = 30, sound_seconds: float = 3.0,
+                              size: tuple[int, int] = (64, 64), rate: int = 44100) -> bytes:
+    """An MP4 of a drawn skeleton (a moving coloured bar on black) with an AAC sine tone."""
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("aac", rate=rate, layout="stereo")
+        for i in range(round(seconds * fps)):
+            image = np.zeros((height, width, 3), np.uint8)
+            image[20:28, (i % 40):(i % 40) + 16] = (255, 0, 0)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(video.encode(frame))
+        for k in range(int(sound_seconds * rate) // 1024):
+            tone = np.sin(0.05 * (np.arange(1024) + 1024 * k))[None].repeat(2, 0).astype(np.float32)
+            chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="stereo")
+            chunk.sample_rate, chunk.pts, chunk.time_base = rate, 1024 * k, Fraction(1, rate)
+            container.mux(audio.encode(chunk))
+        container.mux(video.encode(None))
+        container.mux(audio.encode(None))
+    return path.read_bytes()

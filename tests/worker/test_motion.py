@@ -16,6 +16,7 @@ from model.pose.video import write_video
 from scripts.demo import demo_keypoints, demo_reference_image, demo_reference_keypoints
 from service.params import RenderParams
 from tests.model.test_motion import FakeExtractor
+from tests.worker.fakes import skeleton_video_with_sound
 from worker.motion import load_motion
 
 
@@ -91,3 +92,18 @@ def test_without_reference_keypoints_the_extractor_is_needed(files):
     del files["reference_keypoints"]
     with pytest.raises(PoseInputError, match="reference_keypoints is required"):
         load_motion(files, params())
+
+
+@pytest.mark.parametrize(("values", "keeps_sound"), [
+    ({}, True),  # 30 fps, every 2nd frame: 15 fps, the video's own speed
+    ({"fps": 10.0}, True),  # every 3rd frame at 10 fps: still the same speed
+    ({"frame_interval": 3, "fps": 10.0}, True),
+    ({"fps": 12.0}, False),  # every 2nd frame at 12 fps: 0.8x, the sound would drift
+    ({"frame_interval": 2, "fps": 10.0}, False),
+])
+def test_the_pose_videos_sound_is_kept_only_at_its_own_speed(files, tmp_path, values, keeps_sound):
+    del files["pose_keypoints"]
+    files["pose_video"] = tmp_path / "dance.mp4"
+    skeleton_video_with_sound(files["pose_video"], seconds=1.0, fps=30)
+    motion = load_motion(files, params(**values))
+    assert motion.audio_source == (files["pose_video"] if keeps_sound else None)

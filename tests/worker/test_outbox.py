@@ -55,10 +55,10 @@ def test_a_failed_delivery_is_retried_with_the_same_id_and_bytes(jobs, storage, 
         job = running_job(jobs, storage, receiver.url, ["job.started"])
         event_id = outbox.emit(job, "job.started")
         with webhook_client(frozenset({"127.0.0.1"})) as http:
-            delay = deliver_recorded(jobs.redis, event_id, 1, secret=SECRET, http=http, policy=NO_WAIT,
+            delay = deliver_recorded(jobs.redis, event_id, secret=SECRET, http=http, policy=NO_WAIT,
                                      prefix=jobs.prefix)
             assert delay == 0.0
-            assert deliver_recorded(jobs.redis, event_id, 2, secret=SECRET, http=http, policy=NO_WAIT,
+            assert deliver_recorded(jobs.redis, event_id, secret=SECRET, http=http, policy=NO_WAIT,
                                     prefix=jobs.prefix) is None
         first, second = receiver.wait_for(2, 5)
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == event_id
@@ -74,7 +74,7 @@ def test_410_gone_stops_delivery(jobs, storage, outbox):
         job = running_job(jobs, storage, receiver.url, ["job.started"])
         event_id = outbox.emit(job, "job.started")
         with webhook_client(frozenset({"127.0.0.1"})) as http:
-            assert deliver_recorded(jobs.redis, event_id, 1, secret=SECRET, http=http, policy=NO_WAIT,
+            assert deliver_recorded(jobs.redis, event_id, secret=SECRET, http=http, policy=NO_WAIT,
                                     prefix=jobs.prefix) is None
     assert json.loads(jobs.redis.get(record_key(jobs.prefix, event_id)))["status"] == "failed"
 
@@ -84,7 +84,7 @@ def test_a_private_address_is_refused_unless_allowed(jobs, storage, outbox):
         job = running_job(jobs, storage, receiver.url, ["job.started"])
         event_id = outbox.emit(job, "job.started")
         with webhook_client() as http:
-            assert deliver_recorded(jobs.redis, event_id, 1, secret=SECRET, http=http, policy=NO_WAIT,
+            assert deliver_recorded(jobs.redis, event_id, secret=SECRET, http=http, policy=NO_WAIT,
                                     prefix=jobs.prefix) is None
         assert receiver.requests == []
     record = json.loads(jobs.redis.get(record_key(jobs.prefix, event_id)))

@@ -1,21 +1,25 @@
 """The render job against a real Redis and local storage, with a stub renderer."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
 import numpy as np
 import pytest
+import redis
 
 from model.longvideo.mp4 import probe_video
 from model.longvideo.seeds import segment_seed
 from service.job_model import JobStatus, Webhook
+from service.jobs import JobStore
 from service.storage import job_prefix
 from service.webhook_outbox import record_key
-from tests.worker.fakes import StubRenderer, store_job
+from tests.worker.fakes import StubRenderer, skeleton_video_with_sound, store_job
+from tests.worker.flaky_redis import FailurePlan, flaky_client
 from worker.checkpoints import SegmentCheckpoints
 from worker.lease import JobLease
-from worker.render_job import Outcome, RetryRender, render_job
+from worker.render_job import NotStarted, Outcome, RetryRender, render_job
 
 
 def test_renders_the_job_to_an_mp4_with_every_frame(jobs, storage, make_context):
@@ -65,12 +69,74 @@ def test_a_crashed_run_resumes_after_the_last_stored_segment(jobs, storage, make
 
 def test_a_copy_that_finds_the_lease_held_does_nothing(jobs, storage, make_context):
     job = store_job(jobs, storage)
+    jobs.transition(job.id, JobStatus.RUNNING, worker="other")
     other = JobLease(jobs.redis, jobs.prefix, job.id, ttl_s=30)
     assert other.acquire()
     renderer = StubRenderer()
     assert render_job(job.id, make_context(renderer)) is Outcome.SKIPPED
-    assert jobs.get(job.id).status is JobStatus.QUEUED and renderer.steps_run == 0
+    assert jobs.get(job.id).runs == 1 and renderer.steps_run == 0
     other.release()
+
+
+def test_a_queued_job_whose_lease_is_held_is_tried_again_later(jobs, storage, make_context):
+    """The holder may have died between taking the lease and starting the job: acknowledging this
+    copy would leave the job queued with no message."""
+    job = store_job(jobs, storage)
+    assert JobLease(jobs.redis, jobs.prefix, job.id, ttl_s=30).acquire()
+    renderer = StubRenderer()
+    with pytest.raises(NotStarted, match="lease is held"):
+        render_job(job.id, make_context(renderer))
+    assert jobs.get(job.id).status is JobStatus.QUEUED and renderer.steps_run == 0
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3, 4])
+def test_a_redis_error_before_the_job_runs_leaves_it_queued(jobs, storage, redis_url, make_context, failing):
+    """Reading the job, taking the lease, clearing the requeue mark, reading it again: any of them
+    failing raises NotStarted (the task retries the message) and changes nothing."""
+    job = store_job(jobs, storage)
+    plan = FailurePlan(before={failing})
+    flaky = dataclasses.replace(make_context(), jobs=JobStore(flaky_client(redis_url, plan), jobs.prefix))
+    with pytest.raises(NotStarted):
+        render_job(job.id, flaky)
+    assert plan.failed == 1 and jobs.get(job.id).status is JobStatus.QUEUED
+    assert not jobs.redis.exists(f"{jobs.prefix}:lease:{job.id}"), "a lease it took is released"
+    assert render_job(job.id, make_context()) is Outcome.SUCCEEDED
+
+
+def test_a_redis_blip_after_the_job_finished_still_records_its_terminal_event(jobs, storage, make_context,
+                                                                             sent_webhooks, monkeypatch):
+    job = store_job(jobs, storage, webhook=Webhook(url="https://example.com/hook", events=["job.succeeded"]))
+    ctx = make_context()
+    emit, failures = ctx.outbox.emit, []
+
+    def flaky_emit(job, event_type):
+        if event_type == "job.succeeded" and not failures:
+            failures.append(event_type)
+            raise redis.ConnectionError("Redis restarting")
+        return emit(job, event_type)
+
+    monkeypatch.setattr(ctx.outbox, "emit", flaky_emit)
+    assert render_job(job.id, ctx) is Outcome.SUCCEEDED
+    assert failures == ["job.succeeded"] and len(sent_webhooks) == 1
+    record = json.loads(jobs.redis.get(record_key(jobs.prefix, sent_webhooks[0])))
+    assert record["event"]["type"] == "job.succeeded"
+
+
+def test_a_driving_video_lends_its_sound_to_the_result(jobs, storage, make_context, tmp_path):
+    video = skeleton_video_with_sound(tmp_path / "dance.mp4", seconds=1.0, fps=30, sound_seconds=3.0)
+    job = store_job(jobs, storage, pose_video=video)  # 30 frames at 30 fps, every 2nd kept: 15 fps
+    assert render_job(job.id, make_context()) is Outcome.SUCCEEDED
+    info = probe_video(storage.local_path(jobs.get(job.id).result.key))
+    assert (info.frames, info.duration_s) == (15, pytest.approx(1.0))
+    assert info.audio_duration_s == pytest.approx(1.0, abs=0.025), "the sound, cut at the video's end"
+
+
+def test_the_sound_is_left_out_when_the_output_rate_changes_the_speed(jobs, storage, make_context, tmp_path):
+    video = skeleton_video_with_sound(tmp_path / "dance.mp4", seconds=1.0, fps=30)
+    job = store_job(jobs, storage, pose_video=video, params={"fps": 12.0})  # every 2nd frame at 12 fps: 0.8x
+    assert render_job(job.id, make_context()) is Outcome.SUCCEEDED
+    info = probe_video(storage.local_path(jobs.get(job.id).result.key))
+    assert info.frames == 15 and info.audio_duration_s is None
 
 
 def test_finished_and_unknown_jobs_are_skipped(jobs, storage, make_context):

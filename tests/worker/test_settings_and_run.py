@@ -1,9 +1,14 @@
 """Worker settings and the `unianimate worker` entry: refusals with messages that say what to set."""
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 from pydantic import ValidationError
 
+from worker.load_failure import FailureNote
+from worker.preflight import CudaInfo, StartupRefused, check_device
 from worker.renderer_loader import pick_device
 from worker.run import main
 from worker.settings import ModelNotConfigured, WorkerSettings
@@ -67,3 +72,54 @@ def test_cpu_offload_setting_reaches_the_pipeline(monkeypatch):
     renderer = load_renderer(WorkerSettings(_env_file=None, model="tiny", device="cpu", dtype="bf16"))
     assert renderer.unet.dtype == torch.bfloat16
     assert renderer.vae.dtype == torch.float32 and renderer.image_encoder.dtype == torch.float32
+
+
+def test_a_checkpoint_folder_without_the_weights_is_refused_before_celery_starts(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("UNIANIMATE_MODEL", raising=False)
+    monkeypatch.setenv("UNIANIMATE_CHECKPOINT_DIR", str(tmp_path))
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "UNIANIMATE_CHECKPOINT_DIR" in err and "missing unianimate_16f_32f_non_ema_223000.pth" in err
+
+
+def test_a_cuda_device_that_is_not_there_is_refused(monkeypatch, capsys):
+    """The real probe: no machine this runs on has 100 GPUs."""
+    monkeypatch.setenv("UNIANIMATE_MODEL", "tiny")
+    monkeypatch.setenv("UNIANIMATE_DEVICE", "cuda:99")
+    assert main([]) == 2
+    assert "UNIANIMATE_DEVICE=cuda:99, but" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("device", "info", "message"), [
+    ("cuda", CudaInfo(built=False, count=0, torch="2.0+cpu"), "built without CUDA"),
+    ("cuda", CudaInfo(built=True, count=0, torch="2.0"), "no CUDA GPU is visible"),
+    ("cuda:2", CudaInfo(built=True, count=2, torch="2.0"), "only 2 GPU(s)"),
+    ("cuda:1", CudaInfo(built=True, count=2, torch="2.0"), None),
+    ("cpu", None, None),
+    (None, None, None),
+])
+def test_device_checks(device, info, message):
+    def probe() -> CudaInfo:
+        assert info is not None, "cpu needs no probe"
+        return info
+
+    if message is None:
+        check_device(device, probe)
+    else:
+        with pytest.raises(StartupRefused, match=re.escape(message)):
+            check_device(device, probe)
+    with pytest.raises(ValidationError, match="device"):
+        WorkerSettings(_env_file=None, device="gpu")
+
+
+def test_a_forked_child_leaves_its_failure_to_the_parent():
+    note = FailureNote()
+    assert note.read() is None
+    pid = os.fork()
+    if pid == 0:  # the child, as a pool process whose model failed
+        note.write("render process 0 could not load the model: CheckpointError: damaged")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert note.read() == "render process 0 could not load the model: CheckpointError: damaged"
+    note.write("a later failure")
+    assert note.read().endswith("damaged"), "the first failure is the one reported"

@@ -1,13 +1,17 @@
-"""Orphaned running jobs (no live lease) are sent to the render queue again, once."""
+"""Orphaned running jobs (no live lease), and queued jobs whose message was lost, are sent to the
+render queue again, once."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
-from service.job_model import JobStatus
+from service.job_model import JobStatus, utcnow
+from service.queue import RENDER_QUEUE, enqueue_render, make_celery
 from tests.worker.fakes import store_job
+from worker.broker_queue import BrokerQueue
 from worker.lease import JobLease
 from worker.render_job import Outcome, render_job
-from worker.sweeper import Sweeper, claim_requeue, sweep
+from worker.sweeper import Sweeper, claim_requeue, sweep, sweep_queued
 
 
 def test_only_running_jobs_without_a_lease_are_sent_again(jobs, storage):
@@ -52,3 +56,36 @@ def test_the_sweeper_thread_runs_until_stopped(jobs, storage):
         time.sleep(0.02)
     sweeper.stop()
     assert sent == [job.id]
+
+
+def queued_since(jobs, storage, seconds_ago: float):
+    job = store_job(jobs, storage)
+    old = job.model_copy(update={"updated_at": utcnow() - timedelta(seconds=seconds_ago)})
+    jobs.redis.set(f"{jobs.prefix}:job:{job.id}", old.model_dump_json())
+    return job
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again(jobs, storage, redis_url):
+    lost, waiting, starting = (queued_since(jobs, storage, 3600) for _ in range(3))
+    fresh = queued_since(jobs, storage, 10)
+    enqueue_render(make_celery(redis_url), waiting.id)  # still in the render queue: its turn will come
+    assert JobLease(jobs.redis, jobs.prefix, starting.id, ttl_s=30).acquire()  # a worker is starting it
+    queue, sent = BrokerQueue(jobs.redis, RENDER_QUEUE), []
+    assert sweep_queued(jobs, sent.append, queue, stale_s=600) == [lost.id]
+    assert sweep_queued(jobs, sent.append, queue, stale_s=600) == [], "sent once per stale period"
+    assert sent == [lost.id] and jobs.get(fresh.id).status is JobStatus.QUEUED
+
+
+def test_the_queued_sweep_runs_every_third_of_the_stale_time(jobs, storage, redis_url):
+    now = [0.0]
+    sent: list[str] = []
+    sweeper = Sweeper(jobs, sent.append, interval_s=1, claim_ttl_s=60, stale_s=300,
+                      queue=BrokerQueue(jobs.redis, RENDER_QUEUE), clock=lambda: now[0])
+    sweeper.run_once()
+    lost = queued_since(jobs, storage, 3600)
+    now[0] = 99.0
+    sweeper.run_once()
+    assert sent == [], "the last queued sweep was less than 100 s ago"
+    now[0] = 100.0
+    sweeper.run_once()
+    assert sent == [lost.id]
