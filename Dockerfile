@@ -18,11 +18,14 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG TORCH_CUDA_ARCH_LIST="8.0;8.6;8.9;9.0"
 ARG MAX_JOBS=4
 
+# MAMBA_KEEP_CUDA_BUILD: mamba-ssm after 2.3.2 builds its selective-scan kernel (which the temporal
+# Mamba blocks call) only when asked; older releases ignore the variable.
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST} \
-    MAX_JOBS=${MAX_JOBS}
+    MAX_JOBS=${MAX_JOBS} \
+    MAMBA_KEEP_CUDA_BUILD=TRUE
 
 # Ubuntu 22.04 ships Python 3.10; the deadsnakes archive provides 3.11.
 RUN apt-get update \
@@ -62,11 +65,12 @@ RUN apt-get update \
  && apt-get autoremove -y \
  && rm -rf /var/lib/apt/lists/*
 
-# A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it without a passwd lookup. /cache is
+# made here, owned by it, because a new named volume mounted there copies that owner (weights cache).
 RUN groupadd --gid 10001 app \
  && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
- && mkdir -p /models \
- && chown app:app /models
+ && mkdir -p /models /cache \
+ && chown app:app /models /cache
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -60,8 +60,8 @@ async def read_multipart(request: Request, tmp: Path, settings: ApiSettings) -> 
                               f"{', '.join(FILE_FIELDS + TEXT_FIELDS)}")
             if name in files or (name in text and name != "webhook_events"):
                 raise Problem(422, "invalid-request", f"form field {name!r} was sent more than once")
-            if name in FILE_FIELDS:
-                files[name] = _save_part(name, value, tmp, hasher)
+            if name in FILE_FIELDS:  # copying and hashing up to max_upload_bytes: not on the event loop
+                files[name] = await run_in_threadpool(_save_part, name, value, tmp, hasher)
             else:
                 if isinstance(value, UploadFile):
                     raise Problem(422, "invalid-request", f"{name} must be a text field, not a file")
@@ -77,7 +77,10 @@ async def read_multipart(request: Request, tmp: Path, settings: ApiSettings) -> 
 
 
 def _save_part(name: str, value: Any, tmp: Path, hasher: ContentHasher) -> Path:
-    """Copy one part out of Starlette's spool into our temp dir; hash its bytes on the way."""
+    """Copy one part out of Starlette's spool into our temp dir; hash its bytes on the way.
+
+    The spool (an unnamed temp file: the checks need a path) is closed as soon as it is copied, so
+    its disk space is freed then rather than after the whole request."""
     dest = tmp / name
     digest = hashlib.sha256()
     if isinstance(value, UploadFile):
@@ -86,6 +89,7 @@ def _save_part(name: str, value: Any, tmp: Path, hasher: ContentHasher) -> Path:
             while chunk := value.file.read(1024 * 1024):
                 digest.update(chunk)
                 out.write(chunk)
+        value.file.close()
     else:  # keypoint JSON may also come as a plain text field
         data = value.encode()
         digest.update(data)
@@ -126,8 +130,10 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 
 async def _download_all(urls: dict[str, str], tmp: Path, settings: ApiSettings) -> dict[str, Path]:
     async def one(name: str, url: str) -> tuple[str, Path]:
+        # keypoint documents are refused past max_json_bytes anyway: no need to download more
+        limit = settings.max_json_bytes if name.endswith("keypoints") else settings.max_upload_bytes
         try:
-            await fetch_to_file(url, tmp / name, max_bytes=settings.max_upload_bytes,
+            await fetch_to_file(url, tmp / name, max_bytes=limit,
                                 timeout_s=settings.fetch_timeout_s, allow_hosts=settings.webhook_allow_hosts)
         except FetchError as exc:
             raise Problem(422, "input-unreachable", f"{name}_url: {exc}") from exc

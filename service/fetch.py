@@ -4,6 +4,8 @@ The client from service.netguard checks every hop (the URL and each redirect) af
 resolution and connects to the very address it checked, so private, loopback, link-local and
 metadata addresses stay out of reach unless the host is in `allow_hosts`; https is required
 except for allowed hosts. Bodies are counted while they stream; one over the limit is abandoned.
+`timeout_s` bounds the whole download of one URL, not each read: a server that sends a byte
+every few seconds would otherwise hold the request open for as long as it liked.
 """
 from __future__ import annotations
 
@@ -23,6 +25,16 @@ class FetchError(ValueError):
 
 async def fetch_to_file(url: str, dest: Path, *, max_bytes: int, timeout_s: float,
                         allow_hosts: frozenset[str]) -> None:
+    """Download `url` into `dest` within `timeout_s` in all; FetchError says why not."""
+    try:
+        with anyio.fail_after(timeout_s):
+            await _fetch(url, dest, max_bytes, timeout_s, allow_hosts)
+    except TimeoutError as exc:
+        raise FetchError(f"{url} did not finish downloading within {timeout_s:g} s; serve it faster, "
+                         "or upload the file as multipart instead") from exc
+
+
+async def _fetch(url: str, dest: Path, max_bytes: int, timeout_s: float, allow_hosts: frozenset[str]) -> None:
     client = pinned_async_client(allow_hosts, timeout=timeout_s, follow_redirects=True,
                                  max_redirects=MAX_REDIRECTS)
     try:

@@ -106,6 +106,11 @@ class Job(BaseModel):
                                           "back; they do not count against the attempt limit")
     worker: str | None = None
     model: ModelInfo | None = None
+    expires_at: datetime | None = Field(None, description="when the record of a finished job is deleted "
+                                                          "(UNIANIMATE_JOB_RETENTION_S after it ended)")
+    # seconds a finished job is kept: fixed at submission by the API's settings, so a worker that
+    # finishes the job applies the same retention without reading the API's settings
+    retention_s: int | None = None
     # where the current run started, for the ETA (a resumed run starts part way through)
     run_started_at: datetime | None = None
     run_start_fraction: float = 0.0
@@ -113,7 +118,7 @@ class Job(BaseModel):
     def public(self, video_url: str | None = None) -> dict[str, Any]:
         """The record as clients see it: no owner, no storage keys, no bookkeeping."""
         body = self.model_dump(mode="json", exclude={"owner", "run_started_at", "run_start_fraction",
-                                                     "inputs", "worker"})
+                                                     "inputs", "worker", "retention_s"})
         body["inputs"] = sorted(self.inputs)
         if body["result"] is not None:
             body["result"].pop("key")

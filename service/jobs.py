@@ -3,20 +3,25 @@
 Each job is one JSON document (`{prefix}:job:{id}`) changed only inside WATCH/MULTI
 transactions, so concurrent writers (API cancel, worker progress) never lose an update.
 Every change a client may want to follow is appended to a per-job Redis Stream
-(`{prefix}:job:{id}:events`), which GET /jobs/{id}/events replays and tails. Records have no
-TTL: they outlive Celery's result expiry. `{prefix}:state:{status}` sets count jobs by state,
-and `{prefix}:metrics` holds the cluster-wide counters the API exports to Prometheus.
+(`{prefix}:job:{id}:events`), which GET /jobs/{id}/events replays and tails. A live job's record
+and stream never expire; when a job ends (the one transition function, whoever calls it: the API
+or a worker) both expire `retention_s` later (UNIANIMATE_JOB_RETENTION_S, stamped into the record
+at submission, so workers need not know the setting), far beyond Celery's result expiry.
+service.job_index counts jobs by state, and `{prefix}:metrics` holds the cluster-wide counters
+the API exports to Prometheus.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import redis
 from redis.exceptions import WatchError
 
+from service.job_index import StateIndex, epoch_seconds
 from service.job_model import (
     TRANSITIONS,
     Job,
@@ -32,6 +37,7 @@ from service.job_model import (
 from service.params import RenderParams
 
 STREAM_MAXLEN = 10_000
+DEFAULT_RETENTION_S = 7 * 24 * 3600  # service.settings.ApiSettings.job_retention_s
 SEGMENT_SECONDS_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
 
 
@@ -55,15 +61,19 @@ Change = Callable[[Job], tuple[Job, list[tuple[str, dict[str, Any]]]]]
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, prefix: str = "unianimate") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "unianimate",
+                 retention_s: int = DEFAULT_RETENTION_S) -> None:
         self.redis = client
         self.prefix = prefix
+        self.retention_s = retention_s  # for jobs created through this store
+        self.index = StateIndex(prefix)
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 5.0, prefix: str = "unianimate") -> JobStore:
+    def from_url(cls, url: str, timeout_s: float = 5.0, prefix: str = "unianimate",
+                 retention_s: int = DEFAULT_RETENTION_S) -> JobStore:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                       health_check_interval=30)
-        return cls(client, prefix)
+        return cls(client, prefix, retention_s)
 
     # keys --------------------------------------------------------------------------------
     def _key(self, job_id: str) -> str:
@@ -71,9 +81,6 @@ class JobStore:
 
     def stream_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:events"
-
-    def _state_key(self, status: JobStatus) -> str:
-        return f"{self.prefix}:state:{status.value}"
 
     @property
     def metrics_key(self) -> str:
@@ -83,7 +90,8 @@ class JobStore:
     def create(self, job_id: str, owner: str, params: RenderParams, inputs: dict[str, str],
                webhook: Webhook | None = None) -> Job:
         """Record a new queued job. Raises ValueError if the id is taken."""
-        job = Job(id=job_id, owner=owner, params=params, inputs=inputs, webhook=webhook)
+        job = Job(id=job_id, owner=owner, params=params, inputs=inputs, webhook=webhook,
+                  retention_s=self.retention_s)
         key = self._key(job_id)
         with self.redis.pipeline() as pipe:
             pipe.watch(key)
@@ -91,7 +99,7 @@ class JobStore:
                 raise ValueError(f"job {job_id} already exists")
             pipe.multi()
             pipe.set(key, job.model_dump_json())
-            pipe.sadd(self._state_key(job.status), job_id)
+            self.index.add(pipe, job_id, job.status)
             self._append(pipe, job_id, "status", _status_data(job))
             pipe.execute()  # WatchError here means another writer took the id: let it propagate
         return job
@@ -118,7 +126,8 @@ class JobStore:
 
         -> running needs `worker`; -> succeeded needs `result`; -> failed needs `error`.
         Sets the timestamps, appends a "status" event, and on leaving `running` adds the run's
-        wall time to the GPU-seconds counter.
+        wall time to the GPU-seconds counter. Entering a final state sets `expires_at`: the record
+        and its event stream are deleted then (see _write).
         """
         to = JobStatus(to)
         if to is JobStatus.RUNNING and not worker:
@@ -141,7 +150,8 @@ class JobStore:
                             "run_started_at": now, "run_start_fraction": job.progress.fraction,
                             "model": model or job.model}
             if to.terminal:
-                updates |= {"finished_at": now, "result": result, "error": error,
+                retention = timedelta(seconds=job.retention_s or self.retention_s)
+                updates |= {"finished_at": now, "result": result, "error": error, "expires_at": now + retention,
                             "progress": job.progress.model_copy(update={"eta_s": None})}
                 if to is JobStatus.SUCCEEDED:
                     updates["progress"] = job.progress.model_copy(update={"fraction": 1.0, "eta_s": 0.0})
@@ -242,19 +252,29 @@ class JobStore:
                                                    block=block_ms))
 
     def counts_by_status(self) -> dict[JobStatus, int]:
-        with self.redis.pipeline(transaction=False) as pipe:
-            for status in JobStatus:
-                pipe.scard(self._state_key(status))
-            return dict(zip(JobStatus, pipe.execute(), strict=True))
+        """Live jobs by state, and finished jobs whose records are still retained."""
+        return self.index.counts(self.redis)
 
     def ids_with_status(self, status: JobStatus) -> list[str]:
         """Ids of the jobs currently in `status` (the sweeper looks for orphaned running jobs)."""
-        return sorted(_text(member) for member in self.redis.smembers(self._state_key(status)))
+        return sorted(_text(member) for member in self.index.ids(self.redis, JobStatus(status)))
 
     def metric_counters(self) -> dict[str, float]:
         return {_text(k): float(v) for k, v in self.redis.hgetall(self.metrics_key).items()}
 
     # internals -----------------------------------------------------------------------------------
+    def _write(self, pipe, before: Job, after: Job, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Queue the writes of one change. A finished job's record and stream get an absolute
+        expiry (EXAT/EXPIREAT), so a later write to either cannot push its deletion back."""
+        expires = epoch_seconds(after.expires_at.timestamp()) if after.expires_at else None
+        pipe.set(self._key(after.id), after.model_dump_json(), exat=expires)
+        if after.status is not before.status:
+            self.index.move(pipe, after.id, before.status, after.status, expires)
+        for name, data in events:
+            self._append(pipe, after.id, name, data)
+        if expires is not None:
+            pipe.expireat(self.stream_key(after.id), expires)
+
     def _append(self, pipe, job_id: str, event: str, data: dict[str, Any]) -> None:
         pipe.xadd(self.stream_key(job_id), {"event": event, "data": json.dumps(data)},
                   maxlen=STREAM_MAXLEN, approximate=True)
@@ -275,13 +295,9 @@ class JobStore:
                     pipe.multi()
                     if delete:
                         pipe.delete(key, self.stream_key(job_id))
-                        pipe.srem(self._state_key(before.status), job_id)
+                        self.index.remove(pipe, job_id, before.status)
                     else:
-                        pipe.set(key, after.model_dump_json())
-                        if after.status is not before.status:
-                            pipe.smove(self._state_key(before.status), self._state_key(after.status), job_id)
-                        for name, data in events:
-                            self._append(pipe, job_id, name, data)
+                        self._write(pipe, before, after, events)
                     if after_write:
                         after_write(pipe)
                     pipe.execute()

@@ -1,8 +1,9 @@
 """RFC 9457 problem details: every error the API returns is `application/problem+json`.
 
 Raise `Problem` anywhere in a request; `install(app)` turns it, FastAPI's validation errors,
-Starlette's 404/405 and outages of Redis or storage into problem responses. Bad input is
-always a 4xx whose `detail` says what to fix; a 500 means a bug, and says nothing internal.
+Starlette's 404/405 and outages of Redis or storage (503 with Retry-After; service.outages
+says which Redis errors are outages) into problem responses. Bad input is always a 4xx whose
+`detail` says what to fix; a 500 means a bug, and says nothing internal.
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
-from service.storage import StorageUnavailable
+from service.outages import OPERATOR_ACTION, redis_outage
+from service.storage import StorageMisconfigured, StorageUnavailable
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:unianimate:problem:"
@@ -83,16 +86,36 @@ async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONRespons
     return problem_response(problem, request)
 
 
-async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, exc)
-    what = "object storage" if isinstance(exc, StorageUnavailable) else "Redis"
-    problem = Problem(503, "unavailable", f"{what} is unreachable; retry later",
-                      headers={"Retry-After": "5"})
-    return problem_response(problem, request)
+def unavailable(detail: str) -> Problem:
+    """The 503 of a dependency outage: nothing for the client to fix but to retry later."""
+    return Problem(503, "unavailable", f"{detail}; retry later", headers={"Retry-After": "5"})
+
+
+async def _on_storage(request: Request, exc: StorageUnavailable) -> JSONResponse:
+    if isinstance(exc, StorageMisconfigured):  # an operator must act: say so in the log, loudly
+        log.error("object storage misconfigured on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(unavailable(f"object storage refused the service: {exc.reason}"), request)
+    log.warning("object storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(unavailable("object storage is unreachable"), request)
+
+
+async def _on_redis(request: Request, exc: RedisError) -> JSONResponse:
+    what = redis_outage(exc)
+    if what is None:  # a malformed command or the like: our bug
+        return await _on_crash(request, exc)
+    level = logging.ERROR if isinstance(exc, OPERATOR_ACTION) else logging.WARNING
+    log.log(level, "%s on %s %s: %s", what, request.method, request.url.path, exc)
+    return problem_response(unavailable(what), request)
+
+
+async def _on_disconnect(request: Request, exc: ClientDisconnect) -> Response:
+    """The client hung up while sending its body: nobody is left to answer, and it is no error of ours."""
+    log.info("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _on_crash(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(Problem(500, "internal", "internal error; it has been logged"), request)
 
 
@@ -101,8 +124,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    for outage in (RedisConnectionError, RedisTimeoutError, StorageUnavailable):
-        app.add_exception_handler(outage, _on_unavailable)
+    app.add_exception_handler(RedisError, _on_redis)
+    app.add_exception_handler(StorageUnavailable, _on_storage)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(Exception, _on_crash)
 
 

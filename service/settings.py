@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -71,9 +71,13 @@ class ApiSettings(CommonSettings):
     max_video_frames: int = Field(36_000, ge=1)
     max_video_duration_s: float = Field(1200.0, gt=0)
 
-    fetch_timeout_s: float = Field(30.0, gt=0, description="per URL input of a JSON request")
+    fetch_timeout_s: float = Field(30.0, gt=0, description="the whole download of one URL input of a "
+                                                           "JSON request, however the server paces it")
 
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    # at least a day: Celery's result expiry (its default) must pass before a record may
+    job_retention_s: int = Field(7 * 24 * 3600, ge=24 * 3600,
+                                 description="how long a finished job's record and events are kept")
     sse_keepalive_s: float = Field(15.0, gt=0)
     enqueue_timeout_s: float = Field(5.0, gt=0)
 
@@ -81,3 +85,11 @@ class ApiSettings(CommonSettings):
     @classmethod
     def _csv_keys(cls, value: object) -> object:
         return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _retention_covers_replays(self) -> ApiSettings:
+        # a replayed Idempotency-Key must find its job, not a 409 "still in progress" forever
+        if self.job_retention_s < self.idempotency_ttl_s:
+            raise ValueError(f"job_retention_s ({self.job_retention_s}) must be at least idempotency_ttl_s "
+                             f"({self.idempotency_ttl_s})")
+        return self

@@ -27,7 +27,8 @@ class AppState:
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> AppState:
-        jobs = JobStore.from_url(settings.redis_url, settings.redis_timeout_s)
+        jobs = JobStore.from_url(settings.redis_url, settings.redis_timeout_s,
+                                 retention_s=settings.job_retention_s)
         celery = make_celery(settings.celery_broker_url, settings.enqueue_timeout_s)
         return cls(settings=settings, jobs=jobs,
                    idempotency=IdempotencyStore(jobs.redis, settings.idempotency_ttl_s),

@@ -36,6 +36,16 @@ class StorageUnavailable(StorageError):
     """The backend cannot be reached or keeps failing; the request may succeed later."""
 
 
+class StorageMisconfigured(StorageUnavailable):
+    """The backend answers but refuses us: no such bucket, bad credentials, access denied. Only an
+    operator can fix it (so it is logged as an error), yet it is not the client's fault either:
+    the API answers 503, and a worker retries as for any outage, in case the fix comes soon."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ObjectNotFound(StorageError, KeyError):
     """No object under that key."""
 

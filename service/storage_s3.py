@@ -5,15 +5,39 @@ import os
 from pathlib import Path
 
 import boto3
-from boto3.exceptions import S3UploadFailedError
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from service.settings import CommonSettings
-from service.storage import ObjectNotFound, Storage, StorageUnavailable, StoredObject, file_digest
+from service.storage import (
+    ObjectNotFound,
+    Storage,
+    StorageMisconfigured,
+    StorageUnavailable,
+    StoredObject,
+    file_digest,
+)
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+# Refusals that only an operator can fix (the bucket or the credentials in the settings), by error code.
+# HEAD requests have no error body, so S3 reports them by status alone ("403", "301").
+_MISCONFIGURED = {
+    "NoSuchBucket": "does not exist (UNIANIMATE_S3_BUCKET)",
+    "InvalidBucketName": "is not a valid bucket name (UNIANIMATE_S3_BUCKET)",
+    "AccessDenied": "denies access to these credentials",
+    "AllAccessDisabled": "has all access disabled",
+    "403": "denies access to these credentials (HTTP 403)",
+    "InvalidAccessKeyId": "does not know the access key (UNIANIMATE_S3_ACCESS_KEY)",
+    "SignatureDoesNotMatch": "rejects the secret key (UNIANIMATE_S3_SECRET_KEY)",
+    "ExpiredToken": "rejects the expired credentials",
+    "InvalidToken": "rejects the credentials' session token",
+    "AccountProblem": "reports a problem with the account",
+    "PermanentRedirect": "is in another region (UNIANIMATE_S3_REGION)",
+    "301": "is in another region (UNIANIMATE_S3_REGION, HTTP 301)",
+    "AuthorizationHeaderMalformed": "expects another region (UNIANIMATE_S3_REGION)",
+}
 
 
 def _client_config(max_attempts: int) -> Config:
@@ -51,19 +75,35 @@ class S3Storage(Storage):
         return cls(settings.s3_bucket, client(settings.s3_endpoint), presign, transfer)
 
     def _call(self, fn, *args, **kwargs):
-        """Run a boto3 call, mapping failures to ObjectNotFound / StorageUnavailable."""
+        """Run a boto3 call, mapping failures to ObjectNotFound / StorageUnavailable (or its
+        StorageMisconfigured); any other refusal is a request we got wrong, and propagates."""
         try:
             return fn(*args, **kwargs)
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _MISSING:
-                raise ObjectNotFound(kwargs.get("Key") or (args[1] if len(args) > 1 else "")) from exc
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if status >= 500 or code in {"SlowDown", "RequestTimeout"}:
-                raise StorageUnavailable(f"S3 {code or status}: {exc}") from exc
-            raise
-        except (BotoCoreError, S3UploadFailedError) as exc:  # the latter wraps a failed PUT after retries
+            mapped = self._client_error(exc, kwargs.get("Key") or (args[1] if len(args) > 1 else ""))
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        except S3UploadFailedError as exc:  # upload_file wraps the failed PUT's ClientError (after retries)
+            cause = exc.__context__
+            if isinstance(cause, ClientError):
+                mapped = self._client_error(cause, "")
+                if isinstance(mapped, StorageUnavailable):
+                    raise mapped from exc
+            raise StorageUnavailable(f"S3 upload failing: {exc}") from exc
+        except (BotoCoreError, RetriesExceededError) as exc:  # the latter: download_file's reads gave up
             raise StorageUnavailable(f"S3 unreachable or failing: {exc}") from exc
+
+    def _client_error(self, exc: ClientError, key: str) -> Exception:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING:
+            return ObjectNotFound(key)
+        if code in _MISCONFIGURED:
+            return StorageMisconfigured(f"bucket {self.bucket!r} {_MISCONFIGURED[code]}")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or code in {"SlowDown", "RequestTimeout", "ServiceUnavailable", "InternalError"}:
+            return StorageUnavailable(f"S3 {code or status}: {exc}")
+        return exc
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (UNIANIMATE_S3_CREATE_BUCKET)."""
@@ -120,7 +160,7 @@ class S3Storage(Storage):
     def ping(self) -> None:
         try:
             self._call(self.client.head_bucket, Bucket=self.bucket)
-        except ObjectNotFound as exc:
-            raise StorageUnavailable(f"bucket {self.bucket!r} does not exist") from exc
+        except ObjectNotFound as exc:  # HEAD has no body: a missing bucket is a bare 404
+            raise StorageMisconfigured(f"bucket {self.bucket!r} does not exist (UNIANIMATE_S3_BUCKET)") from exc
         except ClientError as exc:
-            raise StorageUnavailable(f"bucket {self.bucket!r} is not accessible: {exc}") from exc
+            raise StorageMisconfigured(f"bucket {self.bucket!r} is not accessible: {exc}") from exc

@@ -26,7 +26,8 @@ SETTINGS_ENV = {
     "UNIANIMATE_REDIS_URL", "UNIANIMATE_STORAGE", "UNIANIMATE_S3_ENDPOINT", "UNIANIMATE_S3_BUCKET",
     "UNIANIMATE_S3_ACCESS_KEY", "UNIANIMATE_S3_SECRET_KEY", "UNIANIMATE_S3_REGION", "UNIANIMATE_API_KEYS",
     "UNIANIMATE_WEBHOOK_SECRET", "UNIANIMATE_WEBHOOK_ALLOW_HOSTS", "UNIANIMATE_CHECKPOINT_DIR",
-    "UNIANIMATE_MODEL", "UNIANIMATE_DEVICE", "UNIANIMATE_DTYPE",
+    "UNIANIMATE_MODEL", "UNIANIMATE_DEVICE", "UNIANIMATE_DTYPE", "UNIANIMATE_S3_PUBLIC_ENDPOINT",
+    "UNIANIMATE_CACHE_DIR", "UNIANIMATE_MAX_UPLOAD_BYTES", "UNIANIMATE_JOB_RETENTION_S",
 }
 # Deployment-only knobs read by docker compose itself, never by the application.
 COMPOSE_ONLY_ENV = {"UNIANIMATE_IMAGE", "UNIANIMATE_MODELS_DIR", "UNIANIMATE_API_PORT"}
@@ -126,6 +127,8 @@ def test_compose_redis_is_durable_and_never_evicts() -> None:
     redis = _services()["redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    # docs/reliability.md's "no job lost when Redis crashes" holds only with an fsync per write
+    assert command[command.index("--appendfsync") + 1] == "always"
     assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert any(v.endswith(":/data") for v in redis["volumes"])
     assert "redis-cli" in redis["healthcheck"]["test"]
@@ -152,6 +155,28 @@ def test_app_talks_to_the_compose_backends() -> None:
     minio_env = _services()["minio"]["environment"]
     assert env["UNIANIMATE_S3_ACCESS_KEY"] == minio_env["MINIO_ROOT_USER"]
     assert env["UNIANIMATE_S3_SECRET_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+
+
+def test_result_links_point_where_clients_can_download() -> None:
+    """Presigned URLs are signed for UNIANIMATE_S3_PUBLIC_ENDPOINT: MinIO must be published there,
+    not only reachable as http://minio:9000 inside the compose network."""
+    for name in ("api", "worker"):  # the worker presigns the links in webhook payloads
+        public = _compose_env(name)["UNIANIMATE_S3_PUBLIC_ENDPOINT"]
+        assert public == "${UNIANIMATE_S3_PUBLIC_ENDPOINT:-http://localhost:9000}", public
+    published = [p for p in _services()["minio"]["ports"] if p.endswith(":9000")]
+    assert published == ["${MINIO_API_BIND:-127.0.0.1}:9000:9000"], published
+    example = (ROOT / "deploy" / "compose.env.example").read_text()
+    assert re.search(r"^UNIANIMATE_S3_PUBLIC_ENDPOINT=http://localhost:9000$", example, re.MULTILINE)
+    assert re.search(r"^MINIO_API_BIND=127\.0\.0\.1$", example, re.MULTILINE)
+
+
+def test_compose_worker_keeps_converted_weights_on_a_named_volume() -> None:
+    worker = _services()["worker"]
+    cache = _compose_env("worker")["UNIANIMATE_CACHE_DIR"]
+    assert f"model-cache:{cache}" in worker["volumes"] and "model-cache" in _compose()["volumes"]
+    # a new named volume takes the owner of the image's directory: it must exist there, owned by the app
+    assert any(k == "RUN" and f"mkdir -p /models {cache}" in a and f"chown app:app /models {cache}" in a
+               for k, a in _final_stage())
 
 
 def test_compose_models_are_mounted_read_only_where_the_settings_look() -> None:
@@ -188,6 +213,14 @@ def test_image_is_cuda_runtime_with_python_311_and_pinned_cuda_torch() -> None:
     assert "download.pytorch.org/whl/cu" in text
     torch_at = text.index("torch==${TORCH_VERSION}")
     assert torch_at < text.index('".[gpu]"'), "CUDA torch must be installed before the project"
+
+
+def test_gpu_extra_is_built_with_its_cuda_kernels_against_the_installed_torch() -> None:
+    instructions = _dockerfile()
+    gpu_install = next(i for i, (_, args) in enumerate(instructions) if '".[gpu]"' in args)
+    assert "--no-build-isolation" in instructions[gpu_install][1]
+    env_before = " ".join(args for keyword, args in instructions[:gpu_install] if keyword == "ENV")
+    assert "MAMBA_KEEP_CUDA_BUILD=TRUE" in env_before, "newer mamba-ssm skips its selective-scan kernel without it"
 
 
 def test_image_runs_as_a_non_root_user() -> None:
@@ -248,6 +281,43 @@ def test_gpu_worker_requests_one_gpu_and_mounts_models_read_only() -> None:
     assert "replicas" not in worker["spec"], "KEDA owns the replica count"
 
 
+def _quantity_bytes(value: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    number, unit = re.fullmatch(r"(\d+)([KMGT]i)", value).groups()
+    return int(number) * units[unit]
+
+
+def test_api_tmp_volume_holds_the_largest_uploads_it_accepts() -> None:
+    """An upload sits in /tmp twice (Starlette's spool, then the copy that is checked), JSON inputs
+    once each; past its sizeLimit the kubelet evicts the pod and every request in it. The rule
+    (docs/deploy.md): sizeLimit >= 2 x (MAX_UPLOAD_BYTES + MAX_JSON_BYTES) per upload in flight."""
+    from service.settings import ApiSettings
+
+    api = _k8s("Deployment", "api")
+    (container,) = _containers(api)
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    defaults = ApiSettings.model_fields
+    max_upload = int(env.get("UNIANIMATE_MAX_UPLOAD_BYTES", defaults["max_upload_bytes"].default))
+    max_json = int(env.get("UNIANIMATE_MAX_JSON_BYTES", defaults["max_json_bytes"].default))
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (volume,) = [v for v in api["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    uploads_at_once = _quantity_bytes(volume["emptyDir"]["sizeLimit"]) // (2 * (max_upload + max_json))
+    assert uploads_at_once >= 2, (volume, max_upload)
+
+
+def test_gpu_worker_caches_converted_weights_on_a_shared_volume() -> None:
+    worker = _k8s("Deployment", "worker-gpu")
+    (container,) = _containers(worker)
+    cache = next(e["value"] for e in container["env"] if e["name"] == "UNIANIMATE_CACHE_DIR")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == cache]
+    assert not mount.get("readOnly")
+    pod = worker["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = _k8s("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every GPU worker reads what the first wrote
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+
+
 def test_webhook_worker_deployment() -> None:
     hooks = _k8s("Deployment", "webhook-worker")
     (container,) = _containers(hooks)
@@ -262,6 +332,7 @@ def test_redis_statefulset_keeps_an_append_only_file_on_a_volume() -> None:
     (container,) = _containers(redis)
     args = container["args"]
     assert args[args.index("--appendonly") + 1] == "yes"
+    assert args[args.index("--appendfsync") + 1] == "always"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     data_dir = args[args.index("--dir") + 1]
     (claim,) = redis["spec"]["volumeClaimTemplates"]

@@ -13,6 +13,7 @@ from service.problems import Problem, problem_responses
 from service.routes.animate import job_links
 from service.state import AppState, State
 from service.storage import is_job_id
+from service.views import JobView
 
 router = APIRouter(tags=["jobs"])
 
@@ -36,15 +37,17 @@ def job_view(request: Request, job: Job, state: AppState) -> dict[str, Any]:
     return job.public(url) | {"links": job_links(request, job.id)}
 
 
-@router.get("/jobs/{job_id}", name="get_job", responses=problem_responses(401, 404, 503))
+@router.get("/jobs/{job_id}", name="get_job",
+            responses={200: {"model": JobView, "description": "the job"}, **problem_responses(401, 404, 503)})
 def get_job(job_id: str, request: Request, owner: Owner,
-            state: State) -> dict[str, Any]:
+            state: State) -> JSONResponse:
     """Status, progress, timestamps, params, result (with a video URL) or error."""
-    return job_view(request, load_job(job_id, owner, state), state)
+    return JSONResponse(job_view(request, load_job(job_id, owner, state), state))
 
 
 @router.post("/jobs/{job_id}/cancel", name="cancel_job", status_code=202,
-             responses=problem_responses(401, 404, 409, 503))
+             responses={202: {"model": JobView, "description": "the job, canceled or about to be"},
+                        **problem_responses(401, 404, 409, 503)})
 def cancel_job(job_id: str, request: Request, owner: Owner,
                state: State) -> JSONResponse:
     """Queued jobs are canceled at once; running jobs stop between denoising steps."""

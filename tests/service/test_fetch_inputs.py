@@ -108,3 +108,25 @@ def test_downloads_over_the_limit_are_abandoned(make_client):
     with file_server() as base:
         body = {"reference_image_url": f"{base}/big.png", "pose_keypoints_url": f"{base}/poses.json"}
         assert "limit" in assert_problem(client.post("/animate", json=body), 422)["detail"]
+
+
+def test_a_dribbling_server_hits_the_deadline_for_the_whole_url(make_client):
+    """/slow sends a byte every 20 ms for 4 s: never a 1 s pause between reads, yet 4 s in all."""
+    client = make_client(webhook_allow_hosts=frozenset({"127.0.0.1"}), fetch_timeout_s=1.0)
+    with file_server() as base:
+        started = time.monotonic()
+        response = client.post("/animate", json={"reference_image_url": f"{base}/slow",
+                                                 "pose_keypoints_url": f"{base}/poses.json"})
+        elapsed = time.monotonic() - started
+    body = assert_problem(response, 422, "input-unreachable")
+    assert "reference_image_url" in body["detail"] and "within 1 s" in body["detail"]
+    assert elapsed < 3.0
+
+
+def test_keypoint_downloads_stop_at_the_json_limit(make_client):
+    """A keypoint document over max_json_bytes would be refused anyway: it is not downloaded whole."""
+    client = make_client(webhook_allow_hosts=frozenset({"127.0.0.1"}), max_json_bytes=10_000)
+    with file_server() as base:
+        body = {"reference_image_url": f"{base}/ref.png", "pose_keypoints_url": f"{base}/big.png"}
+        detail = assert_problem(client.post("/animate", json=body), 422, "input-unreachable")["detail"]
+    assert "pose_keypoints_url" in detail and "the limit is 10000" in detail
