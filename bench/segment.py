@@ -11,10 +11,6 @@ bench/results/ named after the device.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import re
-import resource
 import sys
 import time
 from pathlib import Path
@@ -24,11 +20,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.measure import (
+    device_name,
+    peak_memory_kind,
+    peak_memory_mib,
+    reset_peak_memory,
+    save,
+    synchronize,
+)
 from model.architecture import Architecture
 from model.pipeline import UniAnimatePipeline
 
+TITLE = "One segment: reference, guided DDIM, VAE decode"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,21 +54,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -85,9 +78,7 @@ def run(args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - built
     image, ref_pose, poses, first_frame = inputs(args)
     steps_seen: list[int] = []
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     synchronize(device)
     start = time.perf_counter()
     ref = pipeline.prepare_reference(image, ref_pose, args.height, args.width)
@@ -112,23 +103,13 @@ def run(args: argparse.Namespace) -> dict:
         "seconds_per_segment": round(seconds, 3),
         "seconds_per_frame": round(seconds / len(frames), 4),
         "peak_memory_mib": round(peak_memory_mib(device)),
-        "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "ru_maxrss",
+        "peak_memory_kind": peak_memory_kind(device),
         "frames_varied": bool(frames.std() > 0),
     }
 
 
-def markdown(result: dict) -> str:
-    rows = "\n".join(f"| {key} | {value} |" for key, value in result.items())
-    return f"# One segment: reference, guided DDIM, VAE decode\n\n| field | value |\n| --- | --- |\n{rows}\n"
 
 
-def save(result: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
-    stem = RESULTS_DIR / f"segment_{result['model']}_{result['dtype']}_{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(result))
-    return stem
 
 
 def main(argv: list[str]) -> int:
@@ -139,7 +120,8 @@ def main(argv: list[str]) -> int:
     print(f"seconds per segment: {result['seconds_per_segment']} ({result['seconds_per_frame']} per frame)")
     print(f"peak memory: {result['peak_memory_mib']} MiB ({result['peak_memory_kind']})")
     if args.save:
-        print(f"saved {save(result)}.json/.md")
+        stem = save(result, f"segment_{result['model']}_{result['dtype']}", TITLE)
+        print(f"saved {stem}.json/.md")
     return 0 if result["frames_varied"] else 1
 
 

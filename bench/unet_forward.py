@@ -11,10 +11,6 @@ bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import re
-import resource
 import sys
 import time
 from pathlib import Path
@@ -23,12 +19,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.measure import (
+    device_name,
+    peak_memory_kind,
+    peak_memory_mib,
+    reset_peak_memory,
+    save,
+    synchronize,
+)
 from model.config import UNetConfig
 from model.unet import UniAnimateUNet
 from model.unet.examples import example_inputs
 
+TITLE = "UNet forward benchmark"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -51,21 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def peak_memory_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 @torch.no_grad()
@@ -81,9 +74,7 @@ def run(args: argparse.Namespace) -> dict:
 
     reference = model(**inputs).float()
     model.to(dtype)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     for _ in range(args.warmup):
         model(**inputs)
     synchronize(device)
@@ -105,25 +96,15 @@ def run(args: argparse.Namespace) -> dict:
         "iters": args.iters,
         "seconds_per_forward": seconds,
         "peak_memory_mib": peak_memory_mib(device),
-        "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "ru_maxrss",
+        "peak_memory_kind": peak_memory_kind(device),
         "output_finite": bool(torch.isfinite(output).all()),
         "max_abs_err_vs_fp32": error,
         "max_abs_fp32_output": reference.abs().max().item(),
     }
 
 
-def markdown(result: dict) -> str:
-    rows = "\n".join(f"| {key} | {value} |" for key, value in result.items())
-    return f"# UNet forward benchmark\n\n| field | value |\n| --- | --- |\n{rows}\n"
 
 
-def save(result: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
-    stem = RESULTS_DIR / f"unet_forward_{result['model']}_{result['dtype']}_{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(result))
-    return stem
 
 
 def main(argv: list[str]) -> int:
@@ -136,7 +117,8 @@ def main(argv: list[str]) -> int:
     print(f"max abs err vs fp32: {result['max_abs_err_vs_fp32']:.3g} "
           f"(fp32 output max abs {result['max_abs_fp32_output']:.3g}), finite: {result['output_finite']}")
     if args.save:
-        print(f"saved {save(result)}.json/.md")
+        stem = save(result, f"unet_forward_{result['model']}_{result['dtype']}", TITLE)
+        print(f"saved {stem}.json/.md")
     return 0 if result["output_finite"] else 1
 
 

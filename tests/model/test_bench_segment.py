@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.measure import markdown
 from model.schedule import ddim_timesteps
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "segment.py"
@@ -29,4 +30,4 @@ def test_tiny_segment_is_measured(bench, batch_guidance):
     assert result["unet_calls"] == (1 if batch_guidance else 2) * visited
     assert result["seconds_per_segment"] > 0 and result["peak_memory_mib"] > 0
     assert result["frames_varied"]
-    assert "| seconds_per_segment |" in bench.markdown(result)
+    assert "| seconds_per_segment |" in markdown(bench.TITLE, result)
