@@ -54,12 +54,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-
-
-
-
-
-
 def inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
@@ -106,10 +100,6 @@ def run(args: argparse.Namespace) -> dict:
         "peak_memory_kind": peak_memory_kind(device),
         "frames_varied": bool(frames.std() > 0),
     }
-
-
-
-
 
 
 def main(argv: list[str]) -> int:

@@ -55,12 +55,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-
-
-
-
-
-
 @torch.no_grad()
 def run(args: argparse.Namespace) -> dict:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -101,10 +95,6 @@ def run(args: argparse.Namespace) -> dict:
         "max_abs_err_vs_fp32": error,
         "max_abs_fp32_output": reference.abs().max().item(),
     }
-
-
-
-
 
 
 def main(argv: list[str]) -> int:

@@ -271,8 +271,11 @@ def cached_safetensors(
         # safetensors releases refuse to save
         tensors = {k: _cast(v, dtype, copy=True).contiguous() for k, v in convert_fn(src).items()}
         cache_dir.mkdir(parents=True, exist_ok=True)
-        for stale in cache_dir.glob(f"{src.stem}.{tag}.{dtype_name}.*.safetensors"):
-            stale.unlink()
+        # Workers sharing a cache may convert at once: each writes its own partial file and renames it
+        # over the target (atomic; same content), and only files of *other* identities are removed.
+        for stale in cache_dir.glob(f"{src.stem}.{tag}.*.safetensors"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
         partial = target.with_suffix(f".partial-{os.getpid()}")
         save_file(tensors, partial, metadata={"source": src.name, "identity": identity})
         os.replace(partial, target)  # atomic: a crash never leaves a half-written cache file behind

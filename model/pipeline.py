@@ -44,7 +44,7 @@ from model.sampler import ddim_sample, noise_prior
 from model.schedule import NoiseSchedule
 from model.unet.detect import temporal_kind_of
 from model.unet.unet import UniAnimateUNet
-from model.vae import SD21_EMBED_DIM, build_vae, decode_latent, encode_to_latent, load_vae
+from model.vae import SD21_EMBED_DIM, build_vae, decode_latent_chunks, encode_to_latent, load_vae
 from model.window import window_ddim_sample
 
 logger = logging.getLogger(__name__)
@@ -328,10 +328,13 @@ class UniAnimatePipeline:
         """Latents [1, 4, F, h, w] -> uint8 RGB frames, `vae_chunk_size` frames at a time."""
         frames = latents[0].transpose(0, 1)  # [F, 4, h, w]
         with self._in_use(self.vae):
-            for chunk in frames.split(self.vae_chunk_size):
-                # autocast is thread-wide state: entered per chunk, never held across a `yield`
+            chunks = decode_latent_chunks(self.vae, frames, self.vae_chunk_size)
+            while True:
+                # autocast is thread-wide state: entered around each chunk's decode, never held across a `yield`
                 with self._decode_precision():
-                    images = decode_latent(self.vae, chunk, chunk_size=len(chunk))
+                    images = next(chunks, None)
+                if images is None:
+                    return
                 pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round()
                 yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -170,8 +170,8 @@ def load_vae(
     ddconfig: Mapping = SD21_DDCONFIG,
     embed_dim: int = SD21_EMBED_DIM,
 ) -> AutoencoderKL:
-    """The SD 2.1 VAE from `v2-1_512-ema-pruned.ckpt`. With `cache_dir`, its converted weights (160 MB in
-    float16) are cached there in `dtype`, so later loads skip the 5 GB checkpoint."""
+    """The SD 2.1 VAE from `v2-1_512-ema-pruned.ckpt`. With `cache_dir`, its converted weights are cached
+    there in `dtype` (335 MB in float32, the pipeline's choice), so later loads skip the 5 GB checkpoint."""
     def convert(src: Path) -> StateDict:
         try:
             return vae_weights_from_checkpoint(read_state_dict(src))

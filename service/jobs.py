@@ -6,7 +6,7 @@ Every change a client may want to follow is appended to a per-job Redis Stream
 (`{prefix}:job:{id}:events`), which GET /jobs/{id}/events replays and tails. A live job's record
 and stream never expire; when a job ends (the one transition function, whoever calls it: the API
 or a worker) both expire `retention_s` later (UNIANIMATE_JOB_RETENTION_S, stamped into the record
-at submission, so workers need not know the setting), far beyond Celery's result expiry.
+at submission, so workers need not know the setting); Celery keeps no results of its own.
 service.job_index counts jobs by state, and `{prefix}:metrics` holds the cluster-wide counters
 the API exports to Prometheus.
 """

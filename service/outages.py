@@ -8,6 +8,7 @@ a malformed command is our bug and stays a 500.
 from __future__ import annotations
 
 from redis.exceptions import (
+    AuthenticationError,
     BusyLoadingError,
     ClusterDownError,
     MasterDownError,
@@ -28,8 +29,9 @@ _TRANSIENT_CODES = {
 }
 
 _BY_CLASS: tuple[tuple[type[RedisError], str], ...] = (
-    # BusyLoadingError is a ConnectionError: it must be looked at first
+    # BusyLoadingError and AuthenticationError are ConnectionErrors: they must be looked at first
     (BusyLoadingError, "is loading its data after a restart"),
+    (AuthenticationError, "refuses this client (wrong password or user)"),
     (RedisConnectionError, "is unreachable"),
     (RedisTimeoutError, "is unreachable (timed out)"),
     (OutOfMemoryError, "is out of memory (maxmemory reached) and refuses writes"),
@@ -41,7 +43,7 @@ _BY_CLASS: tuple[tuple[type[RedisError], str], ...] = (
 )
 
 # Outages that need an operator rather than patience: logged louder.
-OPERATOR_ACTION = (OutOfMemoryError, NoPermissionError)
+OPERATOR_ACTION = (OutOfMemoryError, NoPermissionError, AuthenticationError)
 
 
 def redis_outage(exc: BaseException) -> str | None:

@@ -94,7 +94,9 @@ def unavailable(detail: str) -> Problem:
 async def _on_storage(request: Request, exc: StorageUnavailable) -> JSONResponse:
     if isinstance(exc, StorageMisconfigured):  # an operator must act: say so in the log, loudly
         log.error("object storage misconfigured on %s %s: %s", request.method, request.url.path, exc)
-        return problem_response(unavailable(f"object storage refused the service: {exc.reason}"), request)
+        # the client learns that it is not its fault; bucket and setting names stay in the log
+        return problem_response(unavailable("object storage refused the service (a configuration problem "
+                                            "the operator must fix); retry later"), request)
     log.warning("object storage unavailable on %s %s: %s", request.method, request.url.path, exc)
     return problem_response(unavailable("object storage is unreachable"), request)
 

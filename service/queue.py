@@ -44,11 +44,15 @@ def enqueue_webhook(celery: Celery, event_id: str) -> None:
     celery.send_task(WEBHOOK_TASK, args=[event_id], queue=WEBHOOK_QUEUE)
 
 
+def broker_lists(queue: str) -> list[str]:
+    """The Redis lists holding a queue's waiting messages: kombu's Redis transport keeps one list
+    per queue, plus one per extra priority level named `{queue}\\x06\\x16{priority}`."""
+    return [queue] + [f"{queue}\x06\x16{p}" for p in (3, 6, 9)]
+
+
 def queue_depth(redis_client, queue: str = RENDER_QUEUE) -> int:
-    """Messages waiting in the render queue. Kombu's Redis transport keeps one list per queue,
-    plus one per extra priority level named `{queue}\\x06\\x16{priority}`."""
-    names = [queue] + [f"{queue}\x06\x16{p}" for p in (3, 6, 9)]
+    """Messages waiting in the render queue."""
     with redis_client.pipeline(transaction=False) as pipe:
-        for name in names:
+        for name in broker_lists(queue):
             pipe.llen(name)
         return sum(pipe.execute())

@@ -75,7 +75,7 @@ class ApiSettings(CommonSettings):
                                                            "JSON request, however the server paces it")
 
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
-    # at least a day: Celery's result expiry (its default) must pass before a record may
+    # at least a day: a client polling a finished job, or replaying its Idempotency-Key, still finds it
     job_retention_s: int = Field(7 * 24 * 3600, ge=24 * 3600,
                                  description="how long a finished job's record and events are kept")
     sse_keepalive_s: float = Field(15.0, gt=0)

@@ -1,8 +1,8 @@
 """Which job or event ids have a message waiting in a queue of the Redis broker.
 
 The sweeper and the webhook relay send a message again only when none is waiting: a long queue
-is normal, a lost message is not. Kombu's Redis transport keeps one list per queue (plus one per
-extra priority level, `{queue}\\x06\\x16{priority}`); each entry is a JSON message whose body is
+is normal, a lost message is not. Kombu's Redis transport keeps one list per queue and priority
+level (service.queue.broker_lists); each entry is a JSON message whose body is
 the task's `[args, kwargs, embed]`, base64-encoded. Our tasks take one argument: the id.
 
 Messages a worker has taken but not acknowledged (running, or waiting for a retry countdown) are
@@ -17,7 +17,8 @@ from typing import Self
 
 import redis
 
-PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+from service.queue import broker_lists
+
 CHUNK = 1000  # list entries read per round trip
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -38,7 +39,7 @@ class BrokerQueue:
         """The subset of `ids` that a waiting message of this queue names."""
         wanted = set(ids)
         found: set[str] = set()
-        for name in (self.queue + suffix for suffix in PRIORITY_SUFFIXES):
+        for name in broker_lists(self.queue):
             start = 0
             while wanted - found:
                 chunk = self.client.lrange(name, start, start + CHUNK - 1)

@@ -39,7 +39,7 @@ from worker import load_failure, stopping
 from worker.broker_queue import BrokerQueue
 from worker.outbox import RetryPolicy, deliver_recorded
 from worker.patient_storage import PatientStorage
-from worker.render_job import NotStarted, Outcome, RetryRender, WorkerContext, render_job
+from worker.render_job import NotStarted, Outcome, RetryRender, WorkerContext, give_up_starting, render_job
 from worker.render_retry import hold_off_sweepers, requeue_claim_ttl, retry_countdown, retry_later
 from worker.renderer_loader import load_extractor, load_renderer
 from worker.settings import RENDER_QUEUE, WEBHOOK_QUEUE, WorkerSettings
@@ -49,6 +49,7 @@ from worker.webhook_relay import WebhookRelay
 log = logging.getLogger(__name__)
 
 WEBHOOK_SOFT_TIME_LIMIT_S = 60
+START_RETRIES = 5  # a job failing to start the same non-transient way this often is failed, not retried on
 WEBHOOK_REDIS_BACKOFF_MAX_S = 60  # a delivery that hit a Redis error is retried after 1, 2, 4 s... up to this
 
 app = Celery("unianimate", set_as_current=False)
@@ -154,15 +155,20 @@ def enqueue_webhook(event_id: str) -> None:
 # lift it) would cut retries short; the job's runs and the webhook RetryPolicy bound them instead.
 @app.task(name=RENDER_TASK, bind=True, max_retries=None)
 def render(self, job_id: str) -> str:
+    ctx = None
     try:
-        outcome = render_job(job_id, _render_context())
+        ctx = _render_context()
+        outcome = render_job(job_id, ctx)
         if outcome is Outcome.HANDED_BACK:  # the lease is released: any worker may take it now
             enqueue_render(job_id)
         return outcome.value
     except (NotStarted, RetryRender) as exc:
+        if isinstance(exc, NotStarted) and not exc.transient and self.request.retries >= START_RETRIES:
+            return give_up_starting(job_id, ctx, exc).value
         lease_ttl_s = (_settings or runtime().settings).lease_ttl_s
         countdown = retry_countdown(exc, self.request.retries, lease_ttl_s)
-        hold_off_sweepers(runtime().jobs, job_id, requeue_claim_ttl(countdown, lease_ttl_s))
+        if ctx is not None:  # without a context (no model, no Redis) the sweepers are not held off
+            hold_off_sweepers(ctx.jobs, job_id, requeue_claim_ttl(countdown, lease_ttl_s))
         retry_later(self, exc, countdown)
 
 

@@ -78,4 +78,7 @@ def probe_cuda() -> CudaInfo:
         raise StartupRefused(f"asking PyTorch for the GPUs took longer than {PROBE_TIMEOUT_S:g} s") from exc
     if done.returncode != 0:
         raise StartupRefused(f"could not ask PyTorch for the GPUs: {done.stderr.strip()[-500:]}")
-    return CudaInfo(**json.loads(done.stdout.strip().splitlines()[-1]))
+    try:
+        return CudaInfo(**json.loads(done.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError, TypeError) as exc:  # no output, or not the probe's JSON
+        raise StartupRefused(f"could not read PyTorch's answer about the GPUs: {done.stdout.strip()[-500:]!r}") from exc

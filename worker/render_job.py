@@ -64,7 +64,12 @@ class RetryRender(Exception):
 class NotStarted(Exception):
     """The job could not be started (Redis unreachable, its lease still held by a run that did
     not start it); nothing about it changed. Run the message again later: acknowledging it
-    would leave a queued job that no message names."""
+    would leave a queued job that no message names. `transient` is False for a failure that
+    waiting will not cure (a bug, a damaged record): see `give_up_starting`."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class InvalidInput(ValueError):
@@ -108,7 +113,21 @@ def _not_started_on_error(job_id: str, step: Callable[..., T], *args: Any) -> T:
     except NotStarted:
         raise
     except Exception as exc:
-        raise NotStarted(f"job {job_id} could not be started: {type(exc).__name__}: {exc}") from exc
+        transient = isinstance(exc, (redis.RedisError, StorageUnavailable))
+        raise NotStarted(f"job {job_id} could not be started: {type(exc).__name__}: {exc}",
+                         transient=transient) from exc
+
+
+def give_up_starting(job_id: str, ctx: WorkerContext, exc: NotStarted) -> Outcome:
+    """A job that fails the same non-transient way before it starts, message retry after retry, is
+    failed instead of retried forever; if even that fails (a record that cannot be read), its
+    message is dropped with an error in the log."""
+    log.error("job %s could not be started, again: %s; failing it", job_id, exc)
+    try:
+        return _fail(ctx, job_id, "internal_error", f"the job could not be started: {exc}")
+    except Exception:
+        log.exception("job %s cannot even be marked failed; its message is dropped", job_id)
+        return Outcome.SKIPPED
 
 
 def _take_lease(job_id: str, ctx: WorkerContext) -> JobLease | Outcome:
@@ -162,9 +181,9 @@ def _start(job_id: str, ctx: WorkerContext) -> Job | Outcome:
 
 def _run(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Outcome:
     job_id = job.id
+    if job.runs == 1:  # `runs` counts the moves to running; a resumed or handed-back job has more
+        _announce_start(ctx, job)
     try:
-        if job.runs == 1:  # `runs` counts the moves to running; a resumed or handed-back job has more
-            ctx.outbox.emit(job, "job.started")
         result = _render(job, ctx, heartbeat)
     except LeaseLost:
         log.error("job %s: lease lost, leaving the job to its new worker", job_id)
@@ -264,6 +283,14 @@ def _finish(ctx: WorkerContext, job_id: str, status: JobStatus, *, result: Resul
         except StorageUnavailable as exc:  # the job is finished either way; leftovers are only space
             log.warning("job %s: could not delete its segment checkpoints: %s", job_id, exc)
     return Outcome(status.value)
+
+
+def _announce_start(ctx: WorkerContext, job: Job) -> None:
+    """`job.started` is worth a try, not a run of the job: a Redis blip here only loses the event."""
+    try:
+        ctx.outbox.emit(job, "job.started")
+    except redis.RedisError as exc:
+        log.warning("job %s: could not record its job.started webhook: %s", job.id, exc)
 
 
 def _announce_end(ctx: WorkerContext, job: Job, event_type: str) -> None:

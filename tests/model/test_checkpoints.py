@@ -7,6 +7,7 @@ import pickle
 import random
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -285,6 +286,35 @@ def test_cache_converts_once_and_again_when_the_source_changes(tmp_path):
     assert len(calls) == 2
     assert torch.equal(third["renamed"], torch.full((3,), 4.0, dtype=torch.float16))
     assert len(list(cache.glob("model.t.float16.*.safetensors"))) == 1  # the stale entry is gone
+
+
+def test_a_worker_converting_at_the_same_time_keeps_the_others_file(tmp_path, monkeypatch):
+    """Two workers on one shared cache both miss it and convert; the one finishing second must not
+    delete the file the first just wrote (a third worker may be reading it)."""
+    source = tmp_path / "model.pth"
+    torch.save({"w": torch.ones(2)}, source)
+    cache = tmp_path / "cache"
+    cached_safetensors(source, cache, lambda p: read_state_dict(p), tag="t", dtype=torch.float16)  # an old dtype
+    written: list = []
+
+    def convert_while_another_worker_finishes(path):
+        # the other worker's result lands while this one is still converting
+        written.append(cached_safetensors(source, cache, lambda p: read_state_dict(p), tag="t",
+                                          dtype=torch.float32))
+        [finished] = cache.glob("model.t.float32.*.safetensors")
+        written.append(finished.open("rb"))  # held open, as a memory-mapped reader would
+        return read_state_dict(path)
+
+    unlinked: list[str] = []
+    real_unlink = Path.unlink
+    monkeypatch.setattr(Path, "unlink", lambda self, *a, **k: (unlinked.append(self.name), real_unlink(self, *a, **k)))
+    mine = cached_safetensors(source, cache, convert_while_another_worker_finishes, tag="t", dtype=torch.float32)
+    [target] = cache.glob("model.t.*.safetensors")  # one file: the float16 leftover is gone, the target kept
+    assert target.name not in unlinked, "the other worker's finished file was deleted (it is replaced atomically)"
+    assert any(".float16." in name for name in unlinked)
+    assert ".float32." in target.name and torch.equal(mine["w"], torch.ones(2))
+    assert torch.equal(read_state_dict(target)["w"], torch.ones(2))
+    written[1].close()
 
 
 def test_cache_dir_none_converts_without_writing(tmp_path):

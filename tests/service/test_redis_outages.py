@@ -7,7 +7,7 @@ node), or, where Redis cannot be made to say it on demand, a store that raises t
 from collections.abc import Iterator
 
 import pytest
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.outages import redis_outage
@@ -63,6 +63,7 @@ def test_a_read_only_replica_is_a_503(outage_client, private_redis):
 
 @pytest.mark.parametrize("error, words", [
     (BusyLoadingError("Redis is loading the dataset in memory"), "loading its data"),
+    (AuthenticationError("invalid username-password pair"), "wrong password"),
     (ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
                    "persist to disk."), "cannot persist"),
     (ResponseError("Command # 1 (SET unianimate:job:x) of pipeline caused error: MISCONF Errors writing "

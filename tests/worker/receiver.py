@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,6 +20,7 @@ class Receiver:
     statuses: list[int]  # answers to the first requests, in order; 200 after them
     requests: list[Received] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    on_request: Callable[[], None] | None = None  # run while a request is held, before it is answered
 
     def wait_for(self, count: int, timeout_s: float) -> list[Received]:
         with self.arrived:
@@ -39,6 +40,8 @@ def webhook_receiver(statuses: list[int] | None = None, port: int = 0) -> Iterat
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 receiver.requests.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                 receiver.arrived.notify_all()
+            if receiver.on_request is not None:
+                receiver.on_request()
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()

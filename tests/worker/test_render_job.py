@@ -122,6 +122,21 @@ def test_a_redis_blip_after_the_job_finished_still_records_its_terminal_event(jo
     assert record["event"]["type"] == "job.succeeded"
 
 
+def test_a_redis_error_recording_job_started_costs_the_event_not_a_run(jobs, storage, make_context, monkeypatch):
+    job = store_job(jobs, storage, webhook=Webhook(url="https://example.com/hook", events=["job.started"]))
+    ctx = make_context(max_attempts=1)  # had it cost a run, this job would fail
+    emit = ctx.outbox.emit
+
+    def flaky_emit(job, event_type):
+        if event_type == "job.started":
+            raise redis.ConnectionError("Redis restarting")
+        return emit(job, event_type)
+
+    monkeypatch.setattr(ctx.outbox, "emit", flaky_emit)
+    assert render_job(job.id, ctx) is Outcome.SUCCEEDED
+    assert jobs.get(job.id).runs == 1
+
+
 def test_a_driving_video_lends_its_sound_to_the_result(jobs, storage, make_context, tmp_path):
     video = skeleton_video_with_sound(tmp_path / "dance.mp4", seconds=1.0, fps=30, sound_seconds=3.0)
     job = store_job(jobs, storage, pose_video=video)  # 30 frames at 30 fps, every 2nd kept: 15 fps

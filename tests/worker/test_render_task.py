@@ -114,3 +114,38 @@ def test_retry_countdowns():
     assert [retry_countdown(NotStarted("x"), n, 60) for n in range(6)] == [5, 10, 20, 40, 60, 60]
     assert retry_countdown(NotStarted("x"), 3, 2) == 5
     assert requeue_claim_ttl(5, 60) == 65
+
+
+def test_a_job_that_keeps_failing_to_start_the_same_way_is_failed_not_retried_forever(
+        jobs, storage, make_context, install, retries, monkeypatch):
+    """A bug (here: in clearing the requeue claim) is not cured by waiting: after START_RETRIES
+    message retries the job fails with a message, and the message is acknowledged."""
+    def bug(*_):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("worker.render_job.clear_requeue_claim", bug)
+    job = store_job(jobs, storage)
+    install(make_context())
+    early = celery_app.render.apply(args=[job.id], retries=celery_app.START_RETRIES - 1)
+    assert isinstance(early.result, Retry) and jobs.get(job.id).status is JobStatus.QUEUED
+    assert celery_app.render.apply(args=[job.id], retries=celery_app.START_RETRIES).get() == "failed"
+    failed = jobs.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.error.code == "internal_error"
+    assert "KeyError" in failed.error.message
+
+
+def test_transient_failures_to_start_are_retried_however_often(jobs, storage, redis_url, make_context, install,
+                                                               retries):
+    job = store_job(jobs, storage)
+    ctx = make_context()
+    install(dataclasses.replace(ctx, jobs=JobStore(flaky_client(redis_url, FailurePlan(before={1})), jobs.prefix)))
+    result = celery_app.render.apply(args=[job.id], retries=100)
+    assert isinstance(result.result, Retry) and jobs.get(job.id).status is JobStatus.QUEUED
+
+
+def test_a_record_that_cannot_be_read_is_dropped_after_its_retries(jobs, storage, make_context, install, retries):
+    job = store_job(jobs, storage)
+    jobs.redis.set(f"{jobs.prefix}:job:{job.id}", b"{not json")
+    install(make_context())
+    assert isinstance(celery_app.render.apply(args=[job.id]).result, Retry)
+    assert celery_app.render.apply(args=[job.id], retries=celery_app.START_RETRIES).get() == "skipped"

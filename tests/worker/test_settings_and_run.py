@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import pytest
 from pydantic import ValidationError
 
+from worker import preflight
 from worker.load_failure import FailureNote
 from worker.preflight import CudaInfo, StartupRefused, check_device
 from worker.renderer_loader import pick_device
@@ -110,6 +112,14 @@ def test_device_checks(device, info, message):
             check_device(device, probe)
     with pytest.raises(ValidationError, match="device"):
         WorkerSettings(_env_file=None, device="gpu")
+
+
+@pytest.mark.parametrize("stdout", ["", "Warning: something\n", "[1, 2]\n"])
+def test_an_unreadable_probe_answer_is_a_startup_refusal(monkeypatch, stdout):
+    monkeypatch.setattr(preflight.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout=stdout, stderr=""))
+    with pytest.raises(StartupRefused, match="could not read PyTorch's answer"):
+        preflight.probe_cuda()
 
 
 def test_a_forked_child_leaves_its_failure_to_the_parent():

@@ -20,7 +20,7 @@ from tests.worker.flaky_redis import FailurePlan, flaky_client
 from tests.worker.receiver import webhook_receiver
 from worker import celery_app
 from worker.broker_queue import BrokerQueue
-from worker.outbox import RetryPolicy, deliver_recorded
+from worker.outbox import IN_FLIGHT_S, RetryPolicy, deliver_recorded
 from worker.settings import WEBHOOK_QUEUE, WorkerSettings
 from worker.webhook_relay import relay_overdue
 
@@ -110,24 +110,67 @@ def test_a_retry_whose_message_died_with_its_worker_is_relayed_and_keeps_countin
         job = running_job(jobs, storage, receiver.url, ["job.started"])
         event_id = WebhookOutbox(jobs.redis, lambda event_id: None, prefix=jobs.prefix).emit(job, "job.started")
         with webhook_client(frozenset({"127.0.0.1"})) as http:
+            now = [time.time()]  # the clock every party reads, moved by hand
+
             def deliver() -> float | None:
                 return deliver_recorded(jobs.redis, event_id, secret=SECRET, http=http, prefix=jobs.prefix,
-                                        policy=RetryPolicy(max_attempts=3, base_s=30, cap_s=30))
+                                        policy=RetryPolicy(max_attempts=3, base_s=30, cap_s=30),
+                                        clock=lambda: now[0])
 
             delay = deliver()  # attempt 1: 503, retry due in about 30 s; the worker holding it then dies
             relayed: list[str] = []
+            now[0] += 60
             relay_overdue(jobs.redis, relayed.append, overdue_s=60, queue=None, prefix=jobs.prefix,
-                          clock=lambda: time.time() + 60)
+                          clock=lambda: now[0])
             assert delay is not None and relayed == [], "not overdue yet: the retry may still come"
+            now[0] += delay + 1
             relay_overdue(jobs.redis, relayed.append, overdue_s=60, queue=None, prefix=jobs.prefix,
-                          clock=lambda: time.time() + delay + 61)
+                          clock=lambda: now[0])
             assert relayed == [event_id]
-            assert deliver() is not None and deliver() is None  # attempts 2 (503) and 3 (200)
+            second = deliver()  # attempt 2 (503), from the relayed message
+            assert second is not None
+            assert deliver() is None, "a copy before the retry is due sends nothing"
+            now[0] += second
+            assert deliver() is None  # attempt 3 (200), when it is due
         requests = receiver.wait_for(3, 5)
     record = json.loads(jobs.redis.get(record_key(jobs.prefix, event_id)))
     assert (record["attempts"], record["status"]) == (3, "delivered"), "the relayed copy went on counting"
     assert len({r.headers["webhook-id"] for r in requests}) == 1 and len({r.body for r in requests}) == 1
     assert due_ids(jobs) == set()
+
+
+def test_a_second_copy_never_attempts_while_an_attempt_is_in_flight_or_not_yet_due(jobs, storage):
+    """The relay cannot see messages a worker has reserved: a copy it sends then runs beside the
+    original. Only one of them may attempt, and a retry's backoff holds for every copy."""
+    with webhook_receiver([503, 200]) as receiver:
+        job = running_job(jobs, storage, receiver.url, ["job.started"])
+        event_id = WebhookOutbox(jobs.redis, lambda event_id: None, prefix=jobs.prefix).emit(job, "job.started")
+        with webhook_client(frozenset({"127.0.0.1"})) as http:
+            now = [time.time()]
+
+            def deliver() -> float | None:
+                return deliver_recorded(jobs.redis, event_id, secret=SECRET, http=http, prefix=jobs.prefix,
+                                        policy=RetryPolicy(max_attempts=3, base_s=30, cap_s=30),
+                                        clock=lambda: now[0])
+
+            in_flight: list[float | None] = []
+            receiver.on_request = lambda: in_flight.append(deliver())  # a copy runs during the attempt
+            delay = deliver()
+            receiver.on_request = None
+            assert in_flight == [None], "the copy beside the in-flight attempt did nothing"
+            assert delay is not None and deliver() is None, "nor does one before the retry is due"
+            now[0] += delay
+            assert deliver() is None  # the retry, on time: delivered
+        requests = receiver.wait_for(2, 5)
+    assert len(requests) == 2
+    record = json.loads(jobs.redis.get(record_key(jobs.prefix, event_id)))
+    assert (record["attempts"], record["status"]) == (2, "delivered")
+
+
+def test_an_attempt_holds_its_event_longer_than_the_delivery_task_may_run():
+    from worker.celery_app import WEBHOOK_SOFT_TIME_LIMIT_S, deliver_webhook
+
+    assert IN_FLIGHT_S > deliver_webhook.time_limit >= WEBHOOK_SOFT_TIME_LIMIT_S
 
 
 def test_a_redis_error_during_delivery_retries_the_task_instead_of_dropping_it(jobs, storage, redis_url,
