@@ -29,10 +29,9 @@ from bench.measure import (
     synchronize,
 )
 from model.architecture import Architecture
-from model.pipeline import UniAnimatePipeline
+from model.pipeline import DTYPES, UniAnimatePipeline
 
 TITLE = "One segment: reference, guided DDIM, VAE decode"
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

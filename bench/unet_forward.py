@@ -28,11 +28,11 @@ from bench.measure import (
     synchronize,
 )
 from model.config import UNetConfig
+from model.pipeline import DTYPES
 from model.unet import UniAnimateUNet
 from model.unet.examples import example_inputs
 
 TITLE = "UNet forward benchmark"
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

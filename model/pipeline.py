@@ -347,6 +347,8 @@ class UniAnimatePipeline:
 
 # CLIP and the VAE are float32, as in the original (it converts only the UNet to half precision).
 AUXILIARY_DTYPE = torch.float32
+# The UNet dtypes by the names the CLI, the worker settings and the benchmarks use.
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def _auxiliary_device(device: torch.device, cpu_offload: bool) -> torch.device:

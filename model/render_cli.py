@@ -229,11 +229,11 @@ def load_renderer(args: argparse.Namespace) -> SegmentRenderer:
     """The UniAnimate pipeline the arguments ask for (loaded once; it renders every segment)."""
     import torch
 
+    from model.pipeline import DTYPES as TORCH_DTYPES
     from model.pipeline import UniAnimatePipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype_name = args.dtype or ("fp16" if device == "cuda" else "fp32")
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    dtype = TORCH_DTYPES[args.dtype or ("fp16" if device == "cuda" else "fp32")]
     settings = {"device": device, "dtype": dtype, "cpu_offload": args.cpu_offload}
     if args.model == "tiny":
         return UniAnimatePipeline.tiny(**settings)

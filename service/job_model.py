@@ -59,7 +59,8 @@ class SegmentEntry(BaseModel):
     seconds: float | None = Field(None, description="render time of the attempt that finished it")
 
 
-class Result(BaseModel):
+class VideoFacts(BaseModel):
+    """What a finished job's MP4 is; the record adds where it is stored, the API where to fetch it."""
     frames: int
     fps: float
     width: int
@@ -67,6 +68,9 @@ class Result(BaseModel):
     duration_s: float
     size_bytes: int
     sha256: str
+
+
+class Result(VideoFacts):
     key: str = Field(description="storage key of the MP4; the API turns it into `url`")
 
 

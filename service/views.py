@@ -11,7 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.job_model import JobError, JobStatus, ModelInfo, Progress, SegmentEntry, Webhook
+from service.job_model import JobError, JobStatus, ModelInfo, Progress, SegmentEntry, VideoFacts, Webhook
 from service.params import RenderParams
 
 
@@ -26,14 +26,7 @@ class JobLinks(_Strict):
     video: str = Field(description="the MP4 once the job succeeded")
 
 
-class ResultView(_Strict):
-    frames: int
-    fps: float
-    width: int
-    height: int
-    duration_s: float
-    size_bytes: int
-    sha256: str
+class ResultView(VideoFacts, _Strict):
     url: str | None = Field(description="presigned object-storage URL, or this API's /jobs/{id}/video")
 
 

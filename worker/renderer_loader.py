@@ -22,12 +22,12 @@ def load_renderer(settings: WorkerSettings, process_index: int = 0) -> SegmentRe
     """The UniAnimate pipeline the settings name, loaded once per worker process."""
     import torch
 
-    from model.pipeline import UniAnimatePipeline
+    from model.pipeline import DTYPES, UniAnimatePipeline
 
     settings.require_model()
     device = pick_device(settings.device, process_index, torch.cuda.device_count())
     dtype_name = settings.dtype or ("fp16" if device.startswith("cuda") else "fp32")
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    dtype = DTYPES[dtype_name]
     if settings.model == "tiny":
         renderer = UniAnimatePipeline.tiny(seed=settings.tiny_seed, device=device, dtype=dtype,
                                            cpu_offload=settings.cpu_offload)
