@@ -35,9 +35,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/load.py` as well as `python -m bench.load`
 
-from service.job_model import JobStatus
-from service.jobs import JobStore
-from service.queue import RENDER_QUEUE
+from service.jobs.record import JobStatus
+from service.jobs.store import JobStore
+from service.jobs.queue import RENDER_QUEUE
 from tests.hostile.api_process import api_process
 from tests.support.media import keypoints_bytes, png_bytes
 from tests.support.redis_server import redis_server

@@ -235,7 +235,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
 
 def child(render_args: list[str]) -> int:
     """One render, then its peak GPU memory (when it used CUDA) for the parent to read."""
-    from model.render_cli import main as render
+    from cli.render import main as render
 
     rc = render(render_args)
     torch = sys.modules.get("torch")

@@ -96,7 +96,7 @@ EOF
         -filer.localSocket="$RUN/filer.sock" -s3.localSocket="$RUN/s3.sock"
     wait_for seaweedfs "SeaweedFS S3 on port $S3_PORT" "
 from service.settings import CommonSettings
-from service.storage_s3 import S3Storage
+from service.storage.s3 import S3Storage
 storage = S3Storage.from_settings(CommonSettings())
 storage.ensure_bucket(); storage.ping()"
 }
@@ -108,10 +108,10 @@ up() {
     alive seaweedfs || seaweedfs_up
     if ! alive api; then
         port_free "$API_PORT" || die "port $API_PORT is in use: stop that server or set UNIANIMATE_PORT"
-        start api "$PY" -m worker.cli api
+        start api "$PY" -m cli.main api
     fi
-    start worker "$PY" -m worker.cli worker --queues render
-    start webhooks "$PY" -m worker.cli worker --queues webhooks
+    start worker "$PY" -m cli.main worker --queues render
+    start webhooks "$PY" -m cli.main worker --queues webhooks
     wait_for api "/readyz" "import httpx; assert httpx.get('http://$API_HOST:$API_PORT/readyz').status_code == 200"
     wait_for worker "the render worker" "assert b' ready.' in open('$RUN/worker.log', 'rb').read()"
     say "ready: API on http://$API_HOST:$API_PORT (model: ${UNIANIMATE_MODEL:-checkpoint ${UNIANIMATE_CHECKPOINT_DIR:-}})"
@@ -122,7 +122,7 @@ worker() {
     settings
     local n=2
     while alive "worker-$n"; do n=$((n + 1)); done
-    start "worker-$n" "$PY" -m worker.cli worker --queues render
+    start "worker-$n" "$PY" -m cli.main worker --queues render
     wait_for "worker-$n" "render worker $n" "assert b' ready.' in open('$RUN/worker-$n.log', 'rb').read()"
 }
 

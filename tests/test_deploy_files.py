@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.cli import COMMANDS
+from cli.main import COMMANDS
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

@@ -2,7 +2,7 @@
 
 The sweeper and the webhook relay send a message again only when none is waiting: a long queue
 is normal, a lost message is not. Kombu's Redis transport keeps one list per queue and priority
-level (service.queue.broker_lists); each entry is a JSON message whose body is
+level (service.jobs.queue.broker_lists); each entry is a JSON message whose body is
 the task's `[args, kwargs, embed]`, base64-encoded. Our tasks take one argument: the id.
 
 Messages a worker has taken but not acknowledged (running, or waiting for a retry countdown) are
@@ -17,7 +17,7 @@ from typing import Self
 
 import redis
 
-from service.queue import broker_lists
+from service.jobs.queue import broker_lists
 
 CHUNK = 1000  # list entries read per round trip
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

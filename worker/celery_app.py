@@ -30,14 +30,14 @@ from celery import Celery, signals
 from kombu import Queue
 
 from model.longvideo.protocol import SegmentRenderer
-from service.jobs import JobStore
-from service.queue import RENDER_TASK, WEBHOOK_TASK
-from service.storage import Storage, make_storage
-from service.webhook_outbox import WebhookOutbox
-from service.webhooks import webhook_client
+from service.jobs.queue import RENDER_TASK, WEBHOOK_TASK
+from service.jobs.store import JobStore
+from service.storage.objects import Storage, make_storage
+from service.webhooks.delivery import RetryPolicy, deliver_recorded
+from service.webhooks.outbox import WebhookOutbox
+from service.webhooks.sender import webhook_client
 from worker import load_failure, stopping
 from worker.broker_queue import BrokerQueue
-from worker.outbox import RetryPolicy, deliver_recorded
 from worker.patient_storage import PatientStorage
 from worker.render_job import NotStarted, Outcome, RetryRender, WorkerContext, give_up_starting, render_job
 from worker.render_retry import hold_off_sweepers, requeue_claim_ttl, retry_countdown, retry_later

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from service.storage import Storage, StorageUnavailable, StoredObject
+from service.storage.objects import Storage, StorageUnavailable, StoredObject
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -30,16 +30,16 @@ from model.longvideo.chain import SamplingOptions
 from model.longvideo.planner import plan_segments
 from model.longvideo.protocol import SegmentRenderer
 from model.longvideo.video import RenderOptions, render_video
-from service.job_model import Job, JobError, JobStatus, ModelInfo, Result
-from service.jobs import IllegalTransition, JobNotFound, JobStore
-from service.params import RenderParams
-from service.storage import ObjectNotFound, Storage, StorageUnavailable, result_key
-from service.webhook_outbox import WebhookOutbox
+from service.jobs.params import RenderParams
+from service.jobs.record import Job, JobError, JobStatus, ModelInfo, Result
+from service.jobs.store import IllegalTransition, JobNotFound, JobStore
+from service.storage.objects import ObjectNotFound, Storage, StorageUnavailable, result_key
+from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
-from worker.checkpoints import SegmentCheckpoints
+from worker.job_inputs import load_motion
 from worker.lease import Heartbeat, JobLease, LeaseLost
-from worker.motion import load_motion
 from worker.reporting import JobReporter
+from worker.segment_store import SegmentCheckpoints
 from worker.settings import WorkerSettings
 from worker.sweeper import clear_requeue_claim
 

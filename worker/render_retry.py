@@ -16,7 +16,7 @@ import redis
 from celery import Task
 from celery.exceptions import Reject
 
-from service.jobs import JobStore
+from service.jobs.store import JobStore
 from worker.render_job import RetryRender
 from worker.sweeper import claim_requeue
 

@@ -7,11 +7,11 @@ from fractions import Fraction
 
 from model.longvideo.chain import FinishedSegment
 from model.longvideo.progress import Progress
-from service.jobs import JobStore
-from service.webhook_outbox import WebhookOutbox
+from service.jobs.store import JobStore
+from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
-from worker.checkpoints import SegmentCheckpoints
 from worker.lease import Heartbeat
+from worker.segment_store import SegmentCheckpoints
 
 
 class JobReporter:

@@ -17,8 +17,8 @@ import sys
 from pydantic import ValidationError
 
 from worker.load_failure import EXIT_STATUS, note
-from worker.preflight import StartupRefused, check_render_worker
 from worker.settings import QUEUES, RENDER_QUEUE, WEBHOOK_QUEUE, ModelNotConfigured, WorkerSettings
+from worker.startup_checks import StartupRefused, check_render_worker
 
 WEBHOOK_THREADS = 8
 

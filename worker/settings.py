@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from service.queue import RENDER_QUEUE, WEBHOOK_QUEUE
+from service.jobs.queue import RENDER_QUEUE, WEBHOOK_QUEUE
 from service.settings import CommonSettings
 
 QUEUES = (RENDER_QUEUE, WEBHOOK_QUEUE)
@@ -81,7 +81,7 @@ class WorkerSettings(CommonSettings):
     @classmethod
     def _secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            from service.webhooks import validate_secret
+            from service.webhooks.signing import validate_secret
 
             validate_secret(value.get_secret_value())
         return value

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from service.job_model import JobStatus, utcnow
-from service.jobs import JobNotFound, JobStore
+from service.jobs.record import JobStatus, utcnow
+from service.jobs.store import JobNotFound, JobStore
 from worker.broker_queue import BrokerQueue
 from worker.lease import lease_alive
 from worker.periodic import Periodic

@@ -1,6 +1,6 @@
 """The webhook relay: sends events whose delivery message was lost to the webhooks queue again.
 
-Every recorded event has a due time in `{prefix}:webhooks:due` (service/webhook_outbox.py): when it
+Every recorded event has a due time in `{prefix}:webhooks:due` (service/webhooks/outbox.py): when it
 was recorded, then when its next retry is due; it leaves the set when delivery is over. An event
 still there `overdue_s` after its due time has lost its message: the broker refused it, Celery
 could not publish a retry, or the webhook worker holding the retry's countdown died (Redis would
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import redis
 
-from service.webhook_outbox import due_key
+from service.webhooks.outbox import due_key
 from worker.broker_queue import BrokerQueue
 from worker.periodic import Periodic
 

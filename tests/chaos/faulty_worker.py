@@ -1,4 +1,4 @@
-"""`python -m tests.chaos.faulty_worker worker ...`: the real render worker (`worker.cli`) with one fault
+"""`python -m tests.chaos.faulty_worker worker ...`: the real render worker (`cli.main`) with one fault
 injected into its model: rendering any segment of a job seeded with POISON_SEED kills the process
 with SIGKILL, as an out-of-memory kill or a segfault in a CUDA kernel would. Other jobs render
 normally. This is how the chaos tests make a job that crashes every worker that takes it.
@@ -9,9 +9,9 @@ import os
 import signal
 import sys
 
+from cli.main import main
 from model.longvideo.seeds import segment_seed
 from worker import celery_app
-from worker.cli import main
 from worker.renderer_loader import load_renderer
 
 POISON_SEED = 4_040_404

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from botocore.exceptions import ClientError
 
-from service.jobs import JobStore
+from service.jobs.store import JobStore
 from tests.integration.stack import KEY_A, REPO, WEBHOOK_SECRET, _environment, _unianimate, _worker_ready
 from tests.support.procs import find_binary, free_port, spawn, stop, wait_until
 from tests.support.redis_server import RedisServer

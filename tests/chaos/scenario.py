@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import httpx
 
-from service.jobs import JobStore
-from service.webhook_outbox import job_events_key, record_key
+from service.jobs.store import JobStore
+from service.webhooks.outbox import job_events_key, record_key
 from tests.integration.stack import wait_for_status
 from tests.integration.test_end_to_end import submit
 

@@ -19,10 +19,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service.app import create_app
-from service.job_model import JobStatus, Result
+from service.api.app import create_app
+from service.jobs.record import JobStatus, Result
 from service.settings import ApiSettings
-from service.storage import result_key
+from service.storage.objects import result_key
 from tests.fuzz.budget import examples
 from tests.support.media import keypoint_upload_files
 

@@ -13,7 +13,7 @@ import httpx
 from tests.support.procs import free_port, running, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-SERVE = "import sys; from service.cli import main; sys.exit(main(sys.argv[1:]))"
+SERVE = "import sys; from cli.api import main; sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass(frozen=True)

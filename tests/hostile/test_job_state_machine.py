@@ -13,17 +13,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from service.job_model import JobError, JobStatus, Result, Webhook
-from service.jobs import IllegalTransition, JobStore
-from service.params import RenderParams
-from service.storage import LocalStorage
-from service.webhook_outbox import WebhookOutbox, job_events_key, record_key
+from service.jobs.params import RenderParams
+from service.jobs.record import JobError, JobStatus, Result, Webhook
+from service.jobs.store import IllegalTransition, JobStore
+from service.storage.objects import LocalStorage
+from service.webhooks.outbox import WebhookOutbox, job_events_key, record_key
 from tests.fuzz.budget import examples
 from tests.worker.fakes import StubRenderer
 from worker.render_job import WorkerContext, _finish
 from worker.settings import WorkerSettings
 
-# The promise, written out independently of service.job_model.TRANSITIONS (which it checks):
+# The promise, written out independently of service.jobs.record.TRANSITIONS (which it checks):
 # running -> running is a resumed run; nothing leaves a terminal state.
 Q, R, S, F, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED
 LEGAL = {Q: {R, F, C}, R: {R, S, F, C}, S: set(), F: set(), C: set()}

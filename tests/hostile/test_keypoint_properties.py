@@ -21,7 +21,7 @@ from model.pose.keypoints import (
     PoseInputError,
     PoseSequence,
 )
-from service.inputs import InputError, Limits, check_keypoints, parse_json
+from service.inputs.checks import InputError, Limits, check_keypoints, parse_json
 from tests.fuzz.budget import examples
 
 LIMITS = Limits(max_image_pixels=4096 * 4096, max_video_side=4096, max_video_frames=36_000,

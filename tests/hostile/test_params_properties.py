@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from service.params import RenderParams
+from service.jobs.params import RenderParams
 from tests.fuzz.budget import examples
 from tests.hostile import payloads
 from tests.support.media import png_bytes

@@ -78,7 +78,7 @@ def _environment(redis: RedisServer, s3: SeaweedS3, bucket: str, api_port: int, 
 
 
 def _unianimate(*args: str) -> list[str]:
-    return [sys.executable, "-m", "worker.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def _worker_ready(log: Path) -> bool:

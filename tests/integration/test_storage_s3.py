@@ -7,10 +7,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.job_model import JobStatus, Result
+from service.api.app import create_app
+from service.jobs.record import JobStatus, Result
 from service.settings import ApiSettings, CommonSettings
-from service.storage import (
+from service.storage.objects import (
     ObjectNotFound,
     StorageUnavailable,
     input_key,
@@ -18,7 +18,7 @@ from service.storage import (
     make_storage,
     result_key,
 )
-from service.storage_s3 import S3Storage
+from service.storage.s3 import S3Storage
 from tests.support.fixtures import redis_service, redis_url, s3_bucket, seaweed_s3  # noqa: F401
 from tests.support.media import keypoint_upload_files
 

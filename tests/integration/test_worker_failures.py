@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from model.checkpoints import OPEN_CLIP_FILE, SD21_FILE, UNET_FILE
-from service.job_model import JobStatus, Webhook
-from service.jobs import JobStore
-from service.queue import RENDER_QUEUE, enqueue_render, make_celery
-from service.storage import LocalStorage
-from service.webhook_outbox import WebhookOutbox
+from service.jobs.queue import RENDER_QUEUE, enqueue_render, make_celery
+from service.jobs.record import JobStatus, Webhook
+from service.jobs.store import JobStore
+from service.storage.objects import LocalStorage
+from service.webhooks.outbox import WebhookOutbox
 from tests.integration.stack import REPO, WEBHOOK_SECRET
 from tests.support.procs import running, wait_until
 from tests.support.redis_server import RedisServer, redis_server
@@ -40,7 +40,7 @@ def worker(redis: RedisServer, storage_dir: Path, *args: str, **settings: str) -
            "UNIANIMATE_REDIS_URL": redis.url, "UNIANIMATE_STORAGE": "local",
            "UNIANIMATE_LOCAL_STORAGE_DIR": str(storage_dir), "UNIANIMATE_DEVICE": "cpu",
            "UNIANIMATE_LEASE_TTL_S": "2", "UNIANIMATE_PROGRESS_INTERVAL_S": "0", **settings}
-    return ["env", *unset, *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "worker.cli", "worker",
+    return ["env", *unset, *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "cli.main", "worker",
             *args]
 
 

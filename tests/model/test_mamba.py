@@ -669,3 +669,21 @@ def test_keys_without_a_known_temporal_layout_are_refused(case):
     }[case]
     with pytest.raises(ValueError, match="no temporal blocks of a known layout"):
         temporal_kind_of(keys)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@torch.no_grad()
+def test_a_float32_mamba_checkpoint_loads_its_state_space_parameters_exact_in_half_precision(dtype):
+    """The pipeline's loader (build_unet) must not round A_log, D and dt_proj.bias through `dtype`."""
+    from model.pipeline import build_unet
+
+    config = dataclasses.replace(UNetConfig.tiny(), temporal="mamba")
+    state = randomize_(UniAnimateUNet(config), seed=43).state_dict()
+    loaded = build_unet(state, config, torch.device("cpu"), dtype).state_dict()
+    ssm = [k for k in state if k.endswith(SSM_KEYS)]
+    assert ssm and all(not state[k].half().double().equal(state[k].double()) for k in ssm)  # fp16 would round
+    for key, tensor in loaded.items():
+        if key in ssm:
+            assert tensor.dtype == torch.float32 and torch.equal(tensor, state[key]), key
+        else:
+            assert tensor.dtype == dtype, key

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import ApiSettings
 from tests.support.fixtures import redis_service, redis_url  # noqa: F401  (pytest fixtures)
 from tests.support.media import keypoint_upload_files

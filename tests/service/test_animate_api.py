@@ -3,10 +3,10 @@ import base64
 import hashlib
 import json
 
-from service.job_model import JobStatus, Result
-from service.queue import RENDER_QUEUE, WEBHOOK_QUEUE
-from service.storage import result_key
-from service.webhook_outbox import job_events_key, record_key
+from service.jobs.queue import RENDER_QUEUE, WEBHOOK_QUEUE
+from service.jobs.record import JobStatus, Result
+from service.storage.objects import result_key
+from service.webhooks.outbox import job_events_key, record_key
 from tests.service.conftest import keypoint_upload
 from tests.service.test_api_errors import assert_problem
 from tests.support.media import mp4_bytes, png_bytes

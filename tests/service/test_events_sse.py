@@ -3,7 +3,7 @@ import json
 import threading
 import time
 
-from service.job_model import JobError, JobStatus
+from service.jobs.record import JobError, JobStatus
 from tests.service.conftest import keypoint_upload
 
 

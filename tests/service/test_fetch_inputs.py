@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from service.animate_request import _download_all
-from service.problems import Problem
+from service.api.animate_request import _download_all
+from service.api.problems import Problem
 from tests.service.test_api_errors import assert_problem
 from tests.support.media import keypoints_bytes, png_bytes
 

@@ -1,4 +1,4 @@
-from service.job_model import JobStatus
+from service.jobs.record import JobStatus
 from tests.service.conftest import keypoint_upload
 from tests.service.test_api_errors import assert_problem
 

@@ -4,7 +4,7 @@ import zlib
 
 import pytest
 
-from service.inputs import InputError, Limits, check_image, check_keypoints, check_video, parse_json
+from service.inputs.checks import InputError, Limits, check_image, check_keypoints, check_video, parse_json
 from tests.support.media import keypoints_bytes, mp4_bytes, png_bytes
 
 LIMITS = Limits(max_image_pixels=1000 * 1000, max_video_side=256, max_video_frames=100,

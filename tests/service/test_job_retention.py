@@ -5,9 +5,9 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from service.job_model import JobError, JobStatus, Result
-from service.jobs import DEFAULT_RETENTION_S, JobNotFound, JobStore
-from service.params import RenderParams
+from service.jobs.params import RenderParams
+from service.jobs.record import JobError, JobStatus, Result
+from service.jobs.store import DEFAULT_RETENTION_S, JobNotFound, JobStore
 from service.settings import ApiSettings
 from tests.service.conftest import keypoint_upload
 

@@ -1,7 +1,7 @@
 """GET /jobs/{id} and POST /jobs/{id}/cancel answer exactly the documented JobView (no field more,
 none missing), and the OpenAPI document says so."""
-from service.job_model import JobStatus, Result
-from service.views import JobView
+from service.jobs.record import JobStatus, Result
+from service.jobs.views import JobView
 from tests.service.conftest import keypoint_upload
 
 

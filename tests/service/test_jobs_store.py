@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from service.job_model import TERMINAL, TRANSITIONS, JobError, JobStatus, ModelInfo, Result
-from service.jobs import IllegalTransition, JobNotFound, JobStore
-from service.params import RenderParams
+from service.jobs.params import RenderParams
+from service.jobs.record import TERMINAL, TRANSITIONS, JobError, JobStatus, ModelInfo, Result
+from service.jobs.store import IllegalTransition, JobNotFound, JobStore
 
 RESULT = Result(frames=64, fps=8, width=512, height=768, duration_s=8.0, size_bytes=1234, sha256="ab" * 32,
                 key="jobs/x/result.mp4")

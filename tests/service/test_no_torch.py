@@ -33,7 +33,7 @@ CHILD = textwrap.dedent("""
     sys.meta_path.insert(0, Refuse())
 
     from fastapi.testclient import TestClient
-    from service.app import create_app
+    from service.api.app import create_app
     from service.settings import ApiSettings
 
     redis_url, storage_dir, image, poses, video = sys.argv[1:6]
@@ -54,7 +54,7 @@ CHILD = textwrap.dedent("""
         metrics = client.get("/metrics")
         seen["metrics"] = [metrics.status_code, "unianimate_jobs" in metrics.text]
         seen["openapi"] = client.get("/openapi.json").status_code
-    import service.cli, service.storage_s3  # the other entry points load nothing refused either
+    import cli.api, service.storage.s3  # the other entry points load nothing refused either
     seen["refused"] = refused
     seen["torch"] = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "worker"))
     print("RESULT " + json.dumps(seen))

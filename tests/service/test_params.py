@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from service.params import RenderParams
+from service.jobs.params import RenderParams
 
 
 def test_defaults_are_the_original_long_video_recipe():

@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.outages import redis_outage
+from service.api.outages import redis_outage
 from tests.service.conftest import keypoint_upload
 from tests.service.test_api_errors import assert_problem
 from tests.support.procs import free_port

@@ -4,7 +4,7 @@ import uuid
 import pytest
 
 from service.settings import CommonSettings
-from service.storage import (
+from service.storage.objects import (
     LocalStorage,
     ObjectNotFound,
     StorageUnavailable,

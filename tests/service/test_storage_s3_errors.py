@@ -9,8 +9,8 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import SecretStr
 
 from service.settings import ApiSettings, CommonSettings
-from service.storage import ObjectNotFound, StorageMisconfigured, StorageUnavailable, make_storage
-from service.storage_s3 import S3Storage
+from service.storage.objects import ObjectNotFound, StorageMisconfigured, StorageUnavailable, make_storage
+from service.storage.s3 import S3Storage
 from tests.service.conftest import keypoint_upload
 from tests.service.test_api_errors import assert_problem
 from tests.support.fixtures import s3_bucket, seaweed_s3  # noqa: F401  (pytest fixtures)
@@ -96,7 +96,7 @@ def test_the_api_answers_503_and_logs_the_bucket_problem(make_client, monkeypatc
     client = make_client()
     monkeypatch.setattr(client.app.state.services, "storage",
                         storage_raising(upload_failed(client_error("NoSuchBucket", 404, "PutObject"))))
-    with caplog.at_level(logging.ERROR, logger="service.problems"):
+    with caplog.at_level(logging.ERROR, logger="service.api.problems"):
         response = client.post("/animate", files=keypoint_upload())
     body = assert_problem(response, 503, "unavailable")
     assert "configuration problem" in body["detail"] and response.headers["retry-after"]

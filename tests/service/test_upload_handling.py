@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from service import animate_request
+from service.api import animate_request
 from tests.service.conftest import keypoint_upload
 
 

@@ -10,23 +10,23 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from service.webhooks import (
+from service.webhooks.events import (
     EVENT_TYPES,
-    DeliveryOutcome,
-    DeliveryStatus,
     ProgressThrottle,
     WebhookEvent,
-    backoff_delay,
     build_event,
-    deliver,
-    generate_secret,
-    next_retry_delay,
-    sign_headers,
     validate_event_filter,
-    validate_secret,
     wants_event,
+)
+from service.webhooks.sender import (
+    DeliveryOutcome,
+    DeliveryStatus,
+    backoff_delay,
+    deliver,
+    next_retry_delay,
     webhook_client,
 )
+from service.webhooks.signing import generate_secret, sign_headers, validate_secret
 
 SECRET = generate_secret()
 JOB = {"job_id": "j-1", "status": "running", "progress": {"segment": 1, "segments": 3, "fraction": 0.25}}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.jobs import JobStore
-from service.storage import LocalStorage
-from service.webhook_outbox import WebhookOutbox
+from service.jobs.store import JobStore
+from service.storage.objects import LocalStorage
+from service.webhooks.outbox import WebhookOutbox
 from tests.support.fixtures import redis_service, redis_url  # noqa: F401  (pytest fixtures)
 from tests.worker.fakes import StubRenderer
 from worker.render_job import WorkerContext

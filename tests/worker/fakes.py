@@ -13,10 +13,10 @@ import numpy as np
 
 from model.errors import RenderCancelled
 from scripts.demo import demo_keypoints, demo_reference_image, demo_reference_keypoints
-from service.job_model import Job, Webhook
-from service.jobs import JobStore
-from service.params import RenderParams
-from service.storage import Storage, input_key
+from service.jobs.params import RenderParams
+from service.jobs.record import Job, Webhook
+from service.jobs.store import JobStore
+from service.storage.objects import Storage, input_key
 
 
 class Crash(RuntimeError):

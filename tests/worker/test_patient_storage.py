@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.storage import LocalStorage, StorageUnavailable
+from service.storage.objects import LocalStorage, StorageUnavailable
 from worker.patient_storage import PatientStorage
 
 

@@ -11,15 +11,15 @@ import redis
 
 from model.longvideo.mp4 import probe_video
 from model.longvideo.seeds import segment_seed
-from service.job_model import JobStatus, Webhook
-from service.jobs import JobStore
-from service.storage import job_prefix
-from service.webhook_outbox import record_key
+from service.jobs.record import JobStatus, Webhook
+from service.jobs.store import JobStore
+from service.storage.objects import job_prefix
+from service.webhooks.outbox import record_key
 from tests.worker.fakes import StubRenderer, skeleton_video_with_sound, store_job
 from tests.worker.flaky_redis import FailurePlan, flaky_client
-from worker.checkpoints import SegmentCheckpoints
 from worker.lease import JobLease
 from worker.render_job import NotStarted, Outcome, RetryRender, render_job
+from worker.segment_store import SegmentCheckpoints
 
 
 def test_renders_the_job_to_an_mp4_with_every_frame(jobs, storage, make_context):

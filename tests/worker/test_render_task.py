@@ -8,8 +8,8 @@ import pytest
 from celery.exceptions import Reject, Retry
 
 from model.checkpoints import CheckpointError
-from service.job_model import JobStatus
-from service.jobs import JobStore
+from service.jobs.record import JobStatus
+from service.jobs.store import JobStore
 from tests.worker.fakes import StubRenderer, store_job
 from tests.worker.flaky_redis import FailurePlan, flaky_client
 from worker import celery_app

@@ -8,12 +8,12 @@ import subprocess
 import pytest
 from pydantic import ValidationError
 
-from worker import preflight
+from worker import startup_checks as preflight
 from worker.load_failure import FailureNote
-from worker.preflight import CudaInfo, StartupRefused, check_device
 from worker.renderer_loader import pick_device
 from worker.run import main
 from worker.settings import ModelNotConfigured, WorkerSettings
+from worker.startup_checks import CudaInfo, StartupRefused, check_device
 
 
 def test_a_model_must_be_chosen(tmp_path):

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from service.job_model import JobStatus
+from service.jobs.record import JobStatus
 from tests.worker.fakes import StubRenderer, store_job
 from worker import stopping
 from worker.lease import lease_alive

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from service.job_model import JobStatus, utcnow
-from service.queue import RENDER_QUEUE, enqueue_render, make_celery
+from service.jobs.queue import RENDER_QUEUE, enqueue_render, make_celery
+from service.jobs.record import JobStatus, utcnow
 from tests.worker.fakes import store_job
 from worker.broker_queue import BrokerQueue
 from worker.lease import JobLease

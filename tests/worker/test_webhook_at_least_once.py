@@ -9,18 +9,18 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from service.job_model import JobStatus, Webhook
-from service.jobs import JobStore
-from service.queue import enqueue_webhook, make_celery
-from service.storage import LocalStorage
-from service.webhook_outbox import WebhookOutbox, due_key, job_events_key, record_key
-from service.webhooks import webhook_client
+from service.jobs.queue import enqueue_webhook, make_celery
+from service.jobs.record import JobStatus, Webhook
+from service.jobs.store import JobStore
+from service.storage.objects import LocalStorage
+from service.webhooks.delivery import IN_FLIGHT_S, RetryPolicy, deliver_recorded
+from service.webhooks.outbox import WebhookOutbox, due_key, job_events_key, record_key
+from service.webhooks.sender import webhook_client
 from tests.worker.fakes import store_job
 from tests.worker.flaky_redis import FailurePlan, flaky_client
 from tests.worker.receiver import webhook_receiver
 from worker import celery_app
 from worker.broker_queue import BrokerQueue
-from worker.outbox import IN_FLIGHT_S, RetryPolicy, deliver_recorded
 from worker.settings import WEBHOOK_QUEUE, WorkerSettings
 from worker.webhook_relay import relay_overdue
 

@@ -1,0 +1,130 @@
+"""The job record as stored in Redis (JSON) and shown by GET /jobs/{id}."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.jobs.params import RenderParams
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+# Every legal move. running -> running is a resume: a task redelivered after its worker died
+# starts the same job again and continues after the last finished segment.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELED}),
+    JobStatus.RUNNING: frozenset({JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                  JobStatus.CANCELED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+}
+
+
+class Progress(BaseModel):
+    segment: int = Field(0, description="index (0-based) of the segment being rendered")
+    segments_total: int = 0
+    step: int = Field(0, description="denoising steps done in this segment")
+    steps_total: int = 0
+    frames_done: int = 0
+    frames_total: int = 0
+    fraction: float = Field(0.0, ge=0.0, le=1.0)
+    eta_s: float | None = Field(None, description="estimated seconds left; null until measurable")
+
+
+class SegmentEntry(BaseModel):
+    index: int
+    attempts: int = 0
+    worker: str | None = None
+    done: bool = False
+    seconds: float | None = Field(None, description="render time of the attempt that finished it")
+
+
+class VideoFacts(BaseModel):
+    """What a finished job's MP4 is; the record adds where it is stored, the API where to fetch it."""
+    frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    size_bytes: int
+    sha256: str
+
+
+class Result(VideoFacts):
+    key: str = Field(description="storage key of the MP4; the API turns it into `url`")
+
+
+class JobError(BaseModel):
+    code: str = Field(description="machine-readable, e.g. invalid_input, out_of_memory, internal")
+    message: str
+
+
+class Webhook(BaseModel):
+    url: str
+    events: list[str] | None = Field(None, description="event types to send; null = every event")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    untrained: bool = Field(description="true for the tiny random-weight model: output is not meaningful")
+
+
+class Job(BaseModel):
+    id: str
+    owner: str = Field(description="sha256 of the API key that made the job ('anonymous' without auth)")
+    status: JobStatus = JobStatus.QUEUED
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    params: RenderParams
+    inputs: dict[str, str] = Field(description="input name -> storage key")
+    webhook: Webhook | None = None
+    progress: Progress = Field(default_factory=Progress)
+    segments: list[SegmentEntry] = Field(default_factory=list)
+    result: Result | None = None
+    error: JobError | None = None
+    cancel_requested: bool = False
+    runs: int = Field(0, description="how many times a worker started this job")
+    handbacks: int = Field(0, description="runs that ended because their worker shut down and handed the job "
+                                          "back; they do not count against the attempt limit")
+    worker: str | None = None
+    model: ModelInfo | None = None
+    expires_at: datetime | None = Field(None, description="when the record of a finished job is deleted "
+                                                          "(UNIANIMATE_JOB_RETENTION_S after it ended)")
+    # seconds a finished job is kept: fixed at submission by the API's settings, so a worker that
+    # finishes the job applies the same retention without reading the API's settings
+    retention_s: int | None = None
+    # where the current run started, for the ETA (a resumed run starts part way through)
+    run_started_at: datetime | None = None
+    run_start_fraction: float = 0.0
+
+    def public(self, video_url: str | None = None) -> dict[str, Any]:
+        """The record as clients see it: no owner, no storage keys, no bookkeeping."""
+        body = self.model_dump(mode="json", exclude={"owner", "run_started_at", "run_start_fraction",
+                                                     "inputs", "worker", "retention_s"})
+        body["inputs"] = sorted(self.inputs)
+        if body["result"] is not None:
+            body["result"].pop("key")
+            body["result"]["url"] = video_url
+        return body

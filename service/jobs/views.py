@@ -1,0 +1,52 @@
+"""The documented shapes of what GET /jobs/{id} and POST /jobs/{id}/cancel answer.
+
+They describe `Job.public()` plus the links, for the OpenAPI document; the routes still build the
+body with `job_view` (no second validation per request). `extra="forbid"` makes the schema say
+"nothing else", so a field added to the record but not here fails tests/service/test_job_views.py
+and the schemathesis response checks instead of drifting silently.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.jobs.params import RenderParams
+from service.jobs.record import JobError, JobStatus, ModelInfo, Progress, SegmentEntry, VideoFacts, Webhook
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobLinks(_Strict):
+    self: str
+    events: str = Field(description="Server-Sent Events of this job")
+    cancel: str
+    video: str = Field(description="the MP4 once the job succeeded")
+
+
+class ResultView(VideoFacts, _Strict):
+    url: str | None = Field(description="presigned object-storage URL, or this API's /jobs/{id}/video")
+
+
+class JobView(_Strict):
+    id: str
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    params: RenderParams
+    inputs: list[str] = Field(description="names of the inputs sent")
+    webhook: Webhook | None
+    progress: Progress
+    segments: list[SegmentEntry]
+    result: ResultView | None
+    error: JobError | None
+    cancel_requested: bool
+    runs: int
+    handbacks: int
+    model: ModelInfo | None
+    expires_at: datetime | None = Field(description="when a finished job's record is deleted")
+    links: JobLinks
