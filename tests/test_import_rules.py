@@ -8,6 +8,7 @@ tests/service/test_no_torch.py.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,17 @@ def test_the_rules_catch_a_wrong_arrow(tmp_path):
     assert "worker.render_job.run" in names and "fastapi" in names
     assert not allowed("worker.render_job", ARROWS["service.jobs"])
     assert allowed("service.jobs.record", ARROWS["service.webhooks"])
+
+
+def test_docs_architecture_describes_the_tree():
+    """Every module of service/, worker/ and cli/ is placed in docs/architecture.md, and every
+    module file it names exists."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    ours = [p for top in ("service", "worker", "cli") for p in (ROOT / top).rglob("*.py")
+            if p.name != "__init__.py"]
+    missing = sorted(str(p.relative_to(ROOT)) for p in ours if not re.search(rf"\b{p.stem}\b", text))
+    assert not missing, f"docs/architecture.md does not say where these live: {missing}"
+    every_stem = {p.stem for top in (*OURS, "tests") for p in (ROOT / top).rglob("*.py")}
+    named = set(re.findall(r"\b(\w+)\.py\b", text)) | {
+        name for group in re.findall(r"\{([\w,]+)\}\.py", text) for name in group.split(",")}
+    assert named <= every_stem, f"docs/architecture.md names modules that do not exist: {sorted(named - every_stem)}"

@@ -2,8 +2,8 @@
 
 A storage outage (a restart, a network blip, a throttling spell) is not the job's fault: without
 patience the worker's upload of a finished segment would fail the run, and a few such runs the
-job. So every call that reaches storage is retried on `StorageUnavailable` with exponential
-backoff and jitter until `patience_s` has passed; only then does the error reach the run. The
+job. So every call that reaches storage is retried (tenacity) on `StorageUnavailable` with
+exponential backoff and jitter until `patience_s` has passed; only then does the error reach the run. The
 job's lease keeps being renewed meanwhile (the heartbeat thread). Every call is idempotent: puts
 overwrite the same key, reads and deletes may repeat.
 """
@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from service.storage.objects import Storage, StorageUnavailable, StoredObject
 
@@ -34,20 +36,24 @@ class PatientStorage(Storage):
         self._clock = clock
         self._rng = rng
 
+    def _wait(self, state: RetryCallState) -> float:
+        # half fixed, half random: retries spread out, yet each waits a predictable minimum
+        return min(self.cap_s, self.base_s * 2 ** (state.attempt_number - 1)) * (0.5 + self._rng() / 2)
+
     def _retry(self, what: str, call: Callable[[], T]) -> T:
         deadline = self._clock() + self.patience_s
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except StorageUnavailable as exc:
-                attempt += 1
-                # half fixed, half random: retries spread out, yet each waits a predictable minimum
-                delay = min(self.cap_s, self.base_s * 2 ** (attempt - 1)) * (0.5 + self._rng() / 2)
-                if self._clock() + delay > deadline:
-                    raise
-                log.warning("object storage unavailable (%s): retry %d of %s in %.1f s", exc, attempt, what, delay)
-                self._sleep(delay)
+        retrying = Retrying(
+            retry=retry_if_exception_type(StorageUnavailable),
+            wait=self._wait,
+            # give up when the next wait would end past the patience (tenacity waits, then stops)
+            stop=lambda state: self._clock() + state.upcoming_sleep > deadline,
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "object storage unavailable (%s): retry %d of %s in %.1f s", state.outcome.exception(),
+                state.attempt_number, what, state.upcoming_sleep),
+            reraise=True,
+        )
+        return retrying(call)
 
     def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> StoredObject:
         return self._retry(f"put {key}", lambda: self.storage.put_file(key, path, content_type))

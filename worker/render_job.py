@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from model.errors import RenderCancelled
 from model.longvideo.chain import SamplingOptions
@@ -297,17 +297,17 @@ def _announce_end(ctx: WorkerContext, job: Job, event_type: str) -> None:
     """Record the terminal webhook event, riding out a Redis blip: the job is finished, so no later
     run would announce it. Recording is one atomic step with the terminal claim, so trying again
     never makes two (a step that ran but whose reply was lost finds its claim taken)."""
-    delay, deadline = 0.5, time.monotonic() + TERMINAL_EVENT_PATIENCE_S
-    while True:
-        try:
-            ctx.outbox.emit(job, event_type)
-            return
-        except redis.RedisError as exc:
-            if time.monotonic() + delay > deadline:
-                log.error("job %s is %s but its %s webhook event could not be recorded: %s", job.id,
-                          job.status.value, event_type, exc)
-                return
-            log.warning("job %s: recording its %s webhook event failed (%s); trying again in %g s", job.id,
-                        event_type, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    retrying = Retrying(
+        retry=retry_if_exception_type(redis.RedisError),
+        wait=wait_exponential(multiplier=0.5, max=10.0),
+        stop=stop_before_delay(TERMINAL_EVENT_PATIENCE_S),
+        before_sleep=lambda state: log.warning(
+            "job %s: recording its %s webhook event failed (%s); trying again in %g s", job.id, event_type,
+            state.outcome.exception(), state.upcoming_sleep),
+        reraise=True,
+    )
+    try:
+        retrying(ctx.outbox.emit, job, event_type)
+    except redis.RedisError as exc:
+        log.error("job %s is %s but its %s webhook event could not be recorded: %s", job.id,
+                  job.status.value, event_type, exc)
