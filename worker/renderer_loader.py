@@ -13,9 +13,20 @@ def pick_device(configured: str | None, process_index: int, cuda_count: int) -> 
     """`configured`, or cuda when there is a GPU; with several GPUs and a bare "cuda", worker
     process i takes GPU i mod count, so `--concurrency N` on N GPUs uses each GPU once."""
     device = configured or ("cuda" if cuda_count > 0 else "cpu")
-    if device == "cuda" and cuda_count > 1:
+    if device == "cuda" and cuda_count > 0:
+        # always an explicit index: the process binds to it (set_device), and every memory query and
+        # empty_cache then targets that GPU rather than whichever is current
         return f"cuda:{process_index % cuda_count}"
     return device
+
+
+def bind_device(device: str) -> None:
+    """Make `device` this process's current CUDA device, so kernels, caches and memory statistics
+    that take no device argument (mamba-ssm, empty_cache, max_memory_allocated) use its GPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(torch.device(device))
 
 
 def load_renderer(settings: WorkerSettings, process_index: int = 0) -> SegmentRenderer:
@@ -26,6 +37,7 @@ def load_renderer(settings: WorkerSettings, process_index: int = 0) -> SegmentRe
 
     settings.require_model()
     device = pick_device(settings.device, process_index, torch.cuda.device_count())
+    bind_device(device)
     dtype_name = settings.dtype or ("fp16" if device.startswith("cuda") else "fp32")
     dtype = DTYPES[dtype_name]
     if settings.model == "tiny":

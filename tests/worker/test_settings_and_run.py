@@ -59,7 +59,7 @@ def test_the_worker_refuses_to_start_misconfigured(monkeypatch, capsys, argv, en
 
 def test_each_worker_process_takes_its_own_gpu():
     assert pick_device(None, 0, cuda_count=0) == "cpu"
-    assert pick_device(None, 3, cuda_count=1) == "cuda"
+    assert pick_device(None, 3, cuda_count=1) == "cuda:0"  # explicit, so set_device can bind it
     assert [pick_device("cuda", i, cuda_count=2) for i in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
     assert pick_device("cuda:1", 0, cuda_count=2) == "cuda:1"
 
@@ -133,3 +133,16 @@ def test_a_forked_child_leaves_its_failure_to_the_parent():
     assert note.read() == "render process 0 could not load the model: CheckpointError: damaged"
     note.write("a later failure")
     assert note.read().endswith("damaged"), "the first failure is the one reported"
+
+
+def test_a_render_process_binds_its_gpu(monkeypatch):
+    """Each process makes its GPU current, so memory queries and empty_cache target it (not GPU 0)."""
+    import torch
+
+    from worker.renderer_loader import bind_device
+
+    bound = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: bound.append(str(device)))
+    bind_device("cpu")
+    bind_device(pick_device("cuda", 3, cuda_count=2))
+    assert bound == ["cuda:1"]
