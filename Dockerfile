@@ -49,8 +49,13 @@ COPY model ./model
 COPY service ./service
 COPY worker ./worker
 # No build isolation: the CUDA kernels compile against the torch installed above.
+# onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: drop both, then reinstall the
+# GPU build alone, so DWPose finds its CUDAExecutionProvider whatever order pip used.
 RUN pip install --no-build-isolation ".[gpu]" \
- && python -c "import torch; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__"
+ && pip uninstall -y onnxruntime onnxruntime-gpu \
+ && pip install --no-deps "onnxruntime-gpu>=1.18" \
+ && python -c "import torch; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__" \
+ && python -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers(), o.get_available_providers()"
 
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION} AS runtime

@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check model service worker tests bench
+	$(VENV)/bin/ruff check cli model service worker tests bench
 
 conformance: $(STAMP)
 	$(PY) -m model.conformance $(REFERENCE_DIR)/fixtures/*.pt $(REFERENCE_DIR)/*_state_dict.json $(REFERENCE_DIR)/*_summary.json $(REFERENCE_DIR)/pose/*.json

@@ -11,6 +11,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("worker.run:main", "run a Celery worker (render or webhook queues)"),
     "render": ("cli.render:main", "render an animation locally to an MP4"),
     "pose": ("cli.pose:main", "pose tools: render, align, preview, extract"),
+    "reproduce": ("cli.reproduce:main", "render a job's video again from its manifest.json"),
+    "keys": ("cli.keys:main", "API keys: usage, limits and per-key overrides"),
 }
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from model.pose.keypoints import DRAW_HEIGHT, DRAW_WIDTH, PoseInputError, PoseSequence
+from cli.hints import in_cli_words
+from model.pose.keypoints import DRAW_HEIGHT, DRAW_WIDTH, MissingCanvas, PoseInputError, PoseSequence
 
 KINDS = ("auto", "keypoints", "skeleton_video", "driving_video", "image")
 
@@ -108,10 +109,17 @@ def _load_motion(args):
     if args.kind == "driving_video":  # extraction is the slow part: show its progress
         motion = _extract_video(_extractor(args), args.input, args.frame_interval)
     else:
-        motion = load_pose_input(
-            args.input, args.kind, canvas_width=args.canvas_width, canvas_height=args.canvas_height, fps=args.fps,
-            frame_interval=args.frame_interval, coordinates=args.coordinates, swap_red_blue=args.swap_red_blue,
-        )
+        # Poses aligned to a reference lose their own canvas: any one that covers them will do.
+        aligned = getattr(args, "reference", None) is not None and not getattr(args, "no_align", False)
+        try:
+            motion = load_pose_input(
+                args.input, args.kind, canvas_width=args.canvas_width, canvas_height=args.canvas_height,
+                fps=args.fps, frame_interval=args.frame_interval, coordinates=args.coordinates,
+                default_canvas="extent" if aligned else None, swap_red_blue=args.swap_red_blue,
+            )
+        except MissingCanvas as exc:
+            exc.role = "pose_keypoints"
+            raise PoseInputError(in_cli_words(exc, {"pose_keypoints": args.input})) from None
     if args.smooth:
         if not isinstance(motion, PoseSequence):
             raise PoseInputError("--smooth needs keypoints; a drawn skeleton video cannot be smoothed")
@@ -136,6 +144,9 @@ def _load_reference(args, path: Path | None) -> PoseSequence | None:
         return load_reference_pose(
             path, "keypoints", canvas_width=width, canvas_height=height, coordinates=args.reference_coordinates
         )
+    except MissingCanvas as exc:
+        exc.role = "reference_keypoints"
+        raise PoseInputError(in_cli_words(exc, {"reference_keypoints": path})) from None
     except PoseInputError as exc:  # say which file, and how to give its units here
         raise PoseInputError(
             f"reference {path}: {exc} (give its canvas and units with --reference-canvas-width, "

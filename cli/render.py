@@ -1,7 +1,10 @@
 """`unianimate render`: animate a reference image along a pose sequence into an MP4, locally.
 
-    unianimate render --reference person.jpg --reference-keypoints ref.json \
-        --pose-keypoints dance.json --out dance.mp4 --model tiny --height 128 --width 128 --steps 4
+    unianimate render --reference person.png --reference-keypoints person.json \
+        --pose-keypoints dance.json --fps 15 --out dance.mp4 --model tiny --height 192 --width 128 --steps 4
+
+Without --height and --width the output has the reference photo's aspect ratio within the model's
+768x512 area (model/frame_size.py).
 
 Long inputs are rendered segment by segment (first-frame chaining) or with the original's
 sliding window (`--mode window`), and streamed to the MP4 as they finish.
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cli.hints import in_cli_words
+from model.conditions import CONDITION_SETS
 from model.errors import RenderCancelled
 from model.longvideo.chain import SamplingOptions
 from model.longvideo.mp4 import DEFAULT_CRF, MAX_CRF
@@ -56,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="--pose-video is a real video: detect its poses with DWPose",
     )
     inputs.add_argument("--dwpose-dir", type=Path, help="folder with dw-ll_ucoco_384.onnx and yolox_l.onnx")
+    inputs.add_argument("--canvas-width", type=int,
+                        help="pixel width of the --pose-keypoints coordinates (default: from the file; needed "
+                        "only with --no-align when the file does not say)")
+    inputs.add_argument("--canvas-height", type=int, help="pixel height of the --pose-keypoints coordinates")
     inputs.add_argument("--first-frame", type=Path, help="an image the video must start from (chain mode)")
     parser.add_argument("--out", type=Path, required=True, help="where to write the MP4")
 
@@ -73,14 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     render = parser.add_argument_group("rendering")
-    size = "a multiple of 64 (16 for --model tiny)"
-    render.add_argument("--height", type=int, default=768, help=f"output height in pixels, {size}")
-    render.add_argument("--width", type=int, default=512, help=f"output width in pixels, {size}")
+    size = "a multiple of 64 (16 for --model tiny); default: the reference's aspect ratio within 768x512"
+    render.add_argument("--height", type=int, help=f"output height in pixels, {size}")
+    render.add_argument("--width", type=int, help=f"output width in pixels, {size}")
     render.add_argument("--steps", type=int, default=30, help="DDIM steps")
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
     render.add_argument(
-        "--noise-prior-t", type=int, default=939, help="timestep the reference latent is noised to (0-999)"
+        "--noise-prior-t", type=int,
+        help="timestep the reference latent is noised to (0-999; default: 939 for chained, 949 for the original's sets)",
+    )
+    render.add_argument(
+        "--conditions", choices=list(CONDITION_SETS), default="chained",
+        help="what the model is conditioned on: 'chained' (reference latent, poses, and the previous segment's "
+        "last frame) or one of the original short entrance's sets, to reproduce its outputs",
     )
     render.add_argument("--fps", type=float, help="frame rate of pose keypoints that do not state one")
     render.add_argument(
@@ -160,6 +175,8 @@ def _check_ranges(args: argparse.Namespace) -> None:
 def _check_combinations(args: argparse.Namespace) -> None:
     if not args.out.parent.is_dir():
         raise ValueError(f"--out: the folder {args.out.parent} does not exist")
+    if args.first_frame is not None and args.conditions != "chained":
+        raise ValueError(f"--first-frame needs --conditions chained ({args.conditions} has no first-frame condition)")
     if args.mode == "window" and args.first_frame is not None:
         raise ValueError("--first-frame needs --mode chain (the sliding window has no first-frame condition)")
     if args.context_overlap >= args.context_size:
@@ -170,21 +187,30 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise ValueError("--extract-poses detects the poses of a --pose-video: give one, or drop the flag")
     if args.fps is not None and args.pose_video is not None:
         raise ValueError("--fps is for --pose-keypoints that do not state a rate: a --pose-video has its own")
+    if (args.canvas_width is None) != (args.canvas_height is None):
+        raise ValueError("give both --canvas-width and --canvas-height, or neither")
+    if args.canvas_width is not None and args.pose_keypoints is None:
+        raise ValueError("--canvas-width/--canvas-height describe --pose-keypoints: a --pose-video has its own size")
 
 
 def _check_frame_size(args: argparse.Namespace) -> None:
     """Both sides must divide into the VAE's 1/8 latent and then into the UNet's downsamplings."""
+    name = "tiny" if args.model == "tiny" else "released"
+    multiple = size_multiple(args)
+    given = [side for side in (args.height, args.width) if side is not None]
+    if all(side > 0 and side % multiple == 0 for side in given):
+        return
+    sides = {flag: side for flag, side in (("--height", args.height), ("--width", args.width)) if side is not None}
+    asked = " ".join(f"{flag} {side}" for flag, side in sides.items())
+    fits = " ".join(f"{flag} {max(1, math.ceil(side / multiple)) * multiple}" for flag, side in sides.items())
+    raise ValueError(f"{asked}: the {name} model needs multiples of {multiple} (e.g. {fits})")
+
+
+def size_multiple(args: argparse.Namespace) -> int:
+    """What both frame sides must be a multiple of, for the model the flags ask for."""
     from model.architecture import Architecture
 
-    name = "tiny" if args.model == "tiny" else "released"
-    multiple = (Architecture.tiny() if name == "tiny" else Architecture.released()).size_multiple
-    if all(side > 0 and side % multiple == 0 for side in (args.height, args.width)):
-        return
-    fits = [max(1, math.ceil(side / multiple)) * multiple for side in (args.height, args.width)]
-    raise ValueError(
-        f"--height {args.height} --width {args.width}: the {name} model needs multiples of {multiple} "
-        f"(e.g. --height {fits[0]} --width {fits[1]})"
-    )
+    return (Architecture.tiny() if args.model == "tiny" else Architecture.released()).size_multiple
 
 
 def _check_device(args: argparse.Namespace) -> None:
@@ -208,13 +234,16 @@ def _check_checkpoint_dir(args: argparse.Namespace) -> None:
         raise ValueError(f"--checkpoint-dir: {exc}") from None
 
 
-def render_options(args: argparse.Namespace) -> RenderOptions:
+def render_options(args: argparse.Namespace, frame_size: tuple[int, int]) -> RenderOptions:
+    """The options for a render at `frame_size` (height, width: the flags', or the reference's default)."""
+    conditions = CONDITION_SETS[args.conditions]
+    noise_prior_t = conditions.noise_prior_t if args.noise_prior_t is None else args.noise_prior_t
     sampling = SamplingOptions(
-        seed=args.seed, steps=args.steps, guidance_scale=args.guidance, noise_prior_t=args.noise_prior_t
+        seed=args.seed, steps=args.steps, guidance_scale=args.guidance, noise_prior_t=noise_prior_t
     )
     return RenderOptions(
-        height=args.height,
-        width=args.width,
+        height=frame_size[0],
+        width=frame_size[1],
         sampling=sampling,
         mode=args.mode,
         segment_frames=args.segment_frames,
@@ -222,6 +251,7 @@ def render_options(args: argparse.Namespace) -> RenderOptions:
         context_overlap=args.context_overlap,
         context_batch_size=args.context_batch_size,
         crf=args.crf,
+        conditions=args.conditions,
     )
 
 
@@ -256,6 +286,8 @@ def load_motion(args: argparse.Namespace) -> Motion:
         **videos,
         height=args.height,
         width=args.width,
+        size_multiple=size_multiple(args),
+        pose_canvas=None if args.canvas_width is None else (args.canvas_width, args.canvas_height),
         frame_interval=args.frame_interval,
         source_fps=args.fps,
         max_duration_s=args.max_duration,
@@ -319,14 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
-        options = render_options(args)
         motion = load_motion(args)
-        first_frame = (
-            None if args.first_frame is None else load_first_frame(args.first_frame, args.height, args.width)
-        )
+        options = render_options(args, motion.frame_size)
+        first_frame = None if args.first_frame is None else load_first_frame(args.first_frame, *motion.frame_size)
         renderer = load_renderer(args)
     except (ValueError, OSError) as exc:  # bad input: say what to fix, no traceback
-        return _refuse(exc)
+        return _refuse(exc, args)
     if renderer.untrained:
         print(
             f"unianimate render: using {renderer.label}: the video will not look like the person",
@@ -350,11 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         print("unianimate render: canceled, nothing written", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:  # e.g. a pose video that stops decoding half way
-        return _refuse(exc)
+        return _refuse(exc, args)
     print(f"{result.path}: {result.frames} frames at {float(result.fps):g} fps, {result.duration_s:.3f} s")
     return 0
 
 
-def _refuse(exc: Exception) -> int:
-    print(f"unianimate render: error: {exc}", file=sys.stderr)
+def _refuse(exc: Exception, args: argparse.Namespace) -> int:
+    files = {"pose_keypoints": args.pose_keypoints, "reference_keypoints": args.reference_keypoints}
+    print(f"unianimate render: error: {in_cli_words(exc, files)}", file=sys.stderr)
     return 2

@@ -7,6 +7,6 @@ FUZZ_SCALE ?= 20
 fuzz: $(STAMP)
 	UNIANIMATE_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest -q -s tests/fuzz tests/hostile
 
-## load         200 concurrent submissions + 60 s of status polling on loopback; writes bench/results/load_cpu.md
+## load         200 concurrent submissions + 60 s of status polling + status/healthz cost ratio; writes bench/results/load_cpu.md
 load: $(STAMP)
 	$(PY) -m bench.load --jobs 200 --poll-seconds 60

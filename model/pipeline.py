@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,10 @@ from model.clip import (
     load_zero_y,
     preprocess_reference,
 )
+from model.compile import compile_unet, compile_vae_decoder
+from model.conditions import CHAINED, ConditionSet
 from model.config import UNetConfig
+from model.noise import OFFSET_NOISE, START_NOISE, NoiseSource, SeededNoise
 from model.sampler import ddim_sample, noise_prior
 from model.schedule import NoiseSchedule
 from model.unet.detect import temporal_kind_of
@@ -65,6 +69,8 @@ class Reference:
     pose: torch.Tensor  # [1, 3, 1, H, W] reference pose pixels in [0, 1]
     height: int
     width: int
+    conditions: ConditionSet = CHAINED  # what the conditional branch sees (model.conditions)
+    pixels: torch.Tensor | None = None  # [1, 3, 1, H, W] the resized reference in [0, 1] (`local_image`)
 
 
 class UniAnimatePipeline:
@@ -83,7 +89,7 @@ class UniAnimatePipeline:
         dtype: torch.dtype,
         vae_chunk_size: int = 2,
         cpu_offload: bool = False,
-        batch_guidance: bool = False,
+        batch_guidance: bool | None = None,
     ) -> None:
         self.unet = unet
         self.vae = vae
@@ -95,13 +101,26 @@ class UniAnimatePipeline:
         self.device = device
         self.dtype = dtype
         self.vae_chunk_size = vae_chunk_size
+        self._vae_lock = threading.Lock()
         self.cpu_offload = cpu_offload
-        # both halves of classifier-free guidance in one UNet call: same result, larger batches
-        self.batch_guidance = batch_guidance
+        # Both halves of classifier-free guidance in one UNet call: same result, one launch of twice
+        # the rows, which keeps a GPU busier. On a CPU two calls are as fast and need less memory.
+        # None (the default) picks by device.
+        self.batch_guidance = default_batch_guidance(device) if batch_guidance is None else batch_guidance
+        self.compile_mode = "off"
         if untrained:
             logger.warning("model weights: %s -- output is not a real animation", label)
 
     # ---- construction --------------------------------------------------------------------------
+
+    def compile(self, mode: str) -> None:
+        """Compiles the UNet backbone and the VAE decoder (`model.compile`); "off" does nothing.
+
+        Call once after construction; the first segment of each shape then pays the compilation.
+        """
+        compile_unet(self.unet, mode)
+        compile_vae_decoder(self.vae, mode)
+        self.compile_mode = mode
 
     @classmethod
     def tiny(cls, seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -168,21 +187,21 @@ class UniAnimatePipeline:
 
     @torch.no_grad()
     def prepare_reference(self, image: np.ndarray, ref_pose: np.ndarray, height: int, width: int,
-                          seed: int = 0) -> Reference:
+                          seed: int = 0, *, conditions: ConditionSet = CHAINED,
+                          noise: NoiseSource | None = None) -> Reference:
         """Embeds the reference image (CLIP), encodes it (VAE) and prepares the reference pose.
 
         `image` and `ref_pose` are uint8 RGB of any size; both are resized to `height` x `width` as
-        the original resizes its inputs. The VAE posterior is sampled, as in the original, from a
-        generator seeded with `seed` so that a job is reproducible.
+        the original resizes its inputs. The VAE posterior is sampled, as in the original, from
+        `noise` (default: a generator seeded with `seed`) so that a job is reproducible.
         """
         self.check_frame_size(height, width)
         pil = Image.fromarray(_check_rgb(image, "reference image"))
         with self._in_use(self.image_encoder):
             embedding = encode_image(self.image_encoder, preprocess_reference(pil)).unsqueeze(1)
-        pixels = to_unit_tensor(resize_rgb(image, height, width)).mul(2).sub(1)  # [-1, 1] for the VAE
-        generator = torch.Generator("cpu").manual_seed(seed)
-        with self._in_use(self.vae):
-            latent = encode_to_latent(self.vae, pixels.unsqueeze(0), generator=generator)
+        unit = to_unit_tensor(resize_rgb(image, height, width))
+        with self._in_use(self.vae):  # the original's (x - mean) / std with mean = std = 0.5: [-1, 1]
+            latent = encode_to_latent(self.vae, unit.sub(0.5).div(0.5).unsqueeze(0), noise=noise or SeededNoise(seed))
         pose = to_unit_tensor(resize_rgb(_check_rgb(ref_pose, "reference pose"), height, width))
         return Reference(
             image_embedding=embedding.to(self.device, self.dtype),
@@ -190,6 +209,8 @@ class UniAnimatePipeline:
             pose=pose[None, :, None].to(self.device, self.dtype),
             height=height,
             width=width,
+            conditions=conditions,
+            pixels=unit[None, :, None].to(self.device, self.dtype),
         )
 
     # ---- one segment ----------------------------------------------------------------------------
@@ -207,22 +228,52 @@ class UniAnimatePipeline:
         noise_prior_t: int,
         progress: StepCallback | None = None,
         should_cancel: CancelCheck | None = None,
+        noise: NoiseSource | None = None,
     ) -> np.ndarray:
         """Poses `[F, H, W, 3]` uint8 RGB -> frames `[F, H, W, 3]` uint8 RGB.
 
-        `first_frame` (uint8 RGB) is the first-frame condition (`local_image`): the frame the segment
-        should start from, e.g. the last frame of the previous segment. All noise comes from a
-        generator seeded with `seed`, so the same arguments give the same frames.
+        `first_frame` (uint8 RGB) is the first-frame condition (`local_image`) of the `chained`
+        conditions: the frame the segment should start from, e.g. the last frame of the previous
+        segment (the original's condition sets ignore it). All noise comes from `noise` (default: a
+        generator seeded with `seed`), so the same arguments give the same frames.
         """
+        latents = self.denoise_segment(ref, poses, first_frame, seed=seed, steps=steps, guidance_scale=guidance_scale,
+                                       noise_prior_t=noise_prior_t, progress=progress, should_cancel=should_cancel,
+                                       noise=noise)
+        return self.decode_segment(latents, slice(None))
+
+    @torch.no_grad()
+    def denoise_segment(
+        self,
+        ref: Reference,
+        poses: np.ndarray,
+        first_frame: np.ndarray | None,
+        *,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+        noise_prior_t: int,
+        progress: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+        noise: NoiseSource | None = None,
+    ) -> torch.Tensor:
+        """`render_segment` up to the denoised latents `[1, 4, F, h, w]` (float32, on the device)."""
         pose_video = self._pose_video(ref, poses)
         cond = self._conditions(ref, pose_video, first_frame)
-        x_T = self._initial_noise(ref, pose_video.shape[2] - 1, seed, noise_prior_t)
+        x_T = self._initial_noise(ref, pose_video.shape[2] - 1, noise or SeededNoise(seed), noise_prior_t)
         latents = ddim_sample(
             self._velocity_model, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
             cond_kwargs=cond, uncond_kwargs={}, batch_cond_uncond=self.batch_guidance,
             progress=_one_based(progress), should_cancel=should_cancel,
         )
-        return np.concatenate(list(self._decode(latents)))
+        return latents
+
+    @torch.no_grad()  # no_grad is per thread, and the chained renderer decodes in a background thread
+    def decode_segment(self, latents: torch.Tensor, frames: slice) -> np.ndarray:
+        """Frames `frames` of `denoise_segment`'s latents as uint8 RGB `[N, H, W, 3]`. The VAE decodes
+        each frame on its own, so frames decoded in separate calls equal one call's."""
+        with self._vae_lock:  # with CPU offload, two decodes at once would move the VAE under each other
+            return np.concatenate(list(self._decode(latents[:, :, frames])))
 
     @torch.no_grad()
     def render_window(
@@ -247,7 +298,7 @@ class UniAnimatePipeline:
         """
         pose_video = self._pose_video(ref, poses[0:len(poses)])
         cond = self._conditions(ref, pose_video, None)
-        x_T = self._initial_noise(ref, pose_video.shape[2] - 1, seed, noise_prior_t)
+        x_T = self._initial_noise(ref, pose_video.shape[2] - 1, SeededNoise(seed), noise_prior_t)
         latents = window_ddim_sample(
             self._velocity_model, x_T, self.schedule, num_steps=steps, guidance_scale=guidance_scale,
             cond_kwargs=cond, uncond_kwargs={}, context_size=context_size, context_overlap=context_overlap,
@@ -280,7 +331,8 @@ class UniAnimatePipeline:
         finally:
             module.to("cpu")
             if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+                with torch.cuda.device(self.device):  # the model's GPU, not whichever is current
+                    torch.cuda.empty_cache()
 
     def _pose_video(self, ref: Reference, poses: np.ndarray) -> torch.Tensor:
         """[1, 3, F+1, H, W] in [0, 1]: the reference pose followed by the target poses."""
@@ -298,30 +350,32 @@ class UniAnimatePipeline:
     def _conditions(self, ref: Reference, pose_video: torch.Tensor, first_frame: np.ndarray | None) -> dict:
         """Keyword arguments of the conditional branch (the unconditional one passes none)."""
         num_frames = pose_video.shape[2] - 1
-        cond = {
+        available = {
             "image": ref.image_embedding,
             "dwpose": pose_video,
             "randomref": ref.latent.to(self.dtype).expand(-1, -1, num_frames, -1, -1),
         }
-        if first_frame is not None:
-            # The original feeds `local_image` as [0, 1] pixels repeated over every frame.
+        # The original feeds `local_image` as [0, 1] pixels repeated over every frame.
+        if ref.conditions.local_image == "reference":
+            available["local_image"] = ref.pixels.expand(-1, -1, num_frames, -1, -1)
+        cond = {key: available[key] for key in ref.conditions.keys}
+        if ref.conditions.uses_first_frame and first_frame is not None:
             frame = to_unit_tensor(_check_frame(first_frame, ref.height, ref.width))
             cond["local_image"] = frame[None, :, None].to(self.device, self.dtype).expand(-1, -1, num_frames, -1, -1)
         return cond
 
-    def _initial_noise(self, ref: Reference, num_frames: int, seed: int, noise_prior_t: int) -> torch.Tensor:
-        """The noise prior of the original's long-video entrance (offset noise added after q_sample).
+    def _initial_noise(self, ref: Reference, num_frames: int, noise: NoiseSource, noise_prior_t: int) -> torch.Tensor:
+        """The noise prior, in the order of the entrance the condition set comes from (`model.conditions`).
 
         Noise is drawn on the CPU in float32 so that a seed gives the same start on any device; the
         latent stays in float32 through the sampler whatever the UNet's dtype.
         """
-        generator = torch.Generator("cpu").manual_seed(seed)
         scale = self.architecture.latent_scale
         shape = (1, 4, num_frames, ref.height // scale, ref.width // scale)
-        noise = torch.randn(shape, generator=generator)
-        offset = torch.randn(shape[:3] + (1, 1), generator=generator)
-        x_T = noise_prior(noise, offset, ref.latent.cpu(), self.schedule, noise_prior_t,
-                          order="long", strength=OFFSET_NOISE_STRENGTH)
+        start = noise.randn(shape, START_NOISE)
+        offset = noise.randn(shape[:3] + (1, 1), OFFSET_NOISE)
+        x_T = noise_prior(start, offset, ref.latent.cpu(), self.schedule, noise_prior_t,
+                          order=ref.conditions.noise_order, strength=OFFSET_NOISE_STRENGTH)
         return x_T.to(self.device)
 
     def _decode(self, latents: torch.Tensor) -> Iterator[np.ndarray]:
@@ -335,8 +389,7 @@ class UniAnimatePipeline:
                     images = next(chunks, None)
                 if images is None:
                     return
-                pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round()
-                yield pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                yield to_uint8_frames(images)
 
     def _decode_precision(self) -> contextlib.AbstractContextManager:
         """The original decodes inside its sampling autocast: half-precision convolutions on a GPU."""
@@ -349,6 +402,11 @@ class UniAnimatePipeline:
 AUXILIARY_DTYPE = torch.float32
 # The UNet dtypes by the names the CLI, the worker settings and the benchmarks use.
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def default_batch_guidance(device: torch.device) -> bool:
+    """Batched guidance on CUDA, two UNet calls elsewhere (the faster choice on each)."""
+    return torch.device(device).type == "cuda"
 
 
 def _auxiliary_device(device: torch.device, cpu_offload: bool) -> torch.device:
@@ -365,10 +423,17 @@ def _temporal_kind(path: Path, state_dict: dict) -> str:
 
 
 def build_unet(state_dict: dict, config: UNetConfig, device: torch.device, dtype: torch.dtype) -> UniAnimateUNet:
-    """The UNet with checkpoint weights, built on the meta device so it is allocated once, in `dtype`."""
+    """The UNet with checkpoint weights, built on the meta device so it is allocated once, in `dtype`.
+
+    Each tensor is cast to the dtype the model holds it in after `.to(dtype)`, not blindly to `dtype`:
+    a Mamba UNet keeps A_log, D and the step-size bias in float32 under half precision, and casting
+    them to fp16 first would round them before they are upcast again (they must load exact).
+    """
     with torch.device("meta"):
-        unet = UniAnimateUNet(config)
-    weights = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
+        unet = UniAnimateUNet(config).to(dtype)
+    held = {k: v.dtype for k, v in unet.state_dict().items()}
+    weights = {k: v.to(device=device, dtype=held.get(k, dtype) if v.is_floating_point() else v.dtype)
+               for k, v in state_dict.items()}
     load_strict(unet, weights, "UniAnimate UNet weights")
     return unet.eval().requires_grad_(False)
 
@@ -378,6 +443,13 @@ def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.shape[:2] == (height, width):
         return image
     return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
+    """Decoded frames [N, 3, H, W] (nominally [-1, 1]) -> uint8 RGB [N, H, W, 3], as the original saves them:
+    x * 0.5 + 0.5, clamped to [0, 1], times 255, truncated (not rounded; see docs/sampler.md)."""
+    pixels = images.float().mul(0.5).add(0.5).clamp(0, 1).mul(255)
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def to_unit_tensor(image: np.ndarray) -> torch.Tensor:

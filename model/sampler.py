@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 
 from model.errors import RenderCancelled
-from model.schedule import NoiseSchedule, at, ddim_timesteps
+from model.schedule import NoiseSchedule, ddim_timesteps
 
 # model_fn(x_t, t, **conditions) -> predicted v, same shape as x_t; t is an int64 tensor [batch].
 ModelFn = Callable[..., torch.Tensor]
@@ -82,7 +82,8 @@ def predict_cond_uncond(
     doubled = {
         key: None if value is None else torch.cat([value, value]) for key, value in cond_kwargs.items()
     }
-    unconditional = torch.arange(2 * rows, device=x_t.device) >= rows
+    # a CPU mask: the model reads it on the host, which must never wait for the GPU
+    unconditional = torch.arange(2 * rows) >= rows
     out = model_fn(torch.cat([x_t, x_t]), torch.cat([t, t]), **doubled, **{UNCONDITIONAL_ROWS: unconditional})
     cond, uncond = out.split(rows)
     return cond, uncond
@@ -93,8 +94,31 @@ def guide(cond: torch.Tensor, uncond: torch.Tensor, guidance_scale: float) -> to
     return uncond + guidance_scale * (cond - uncond)
 
 
+@dataclass(frozen=True)
+class StepTables:
+    """The schedule tables a DDIM step reads, cast to the latent's dtype and put on its device once.
+
+    Indexing them with a Python int is a view of device memory; reading a float64 CPU table every
+    step would be a host-to-device copy, which on CUDA waits for all queued work (a sync per step).
+    Casting the table first and indexing after gives the same numbers as `schedule.at` (the cast is
+    elementwise).
+    """
+
+    sqrt_alphas_cumprod: torch.Tensor
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+    alphas_cumprod: torch.Tensor
+
+    @classmethod
+    def like(cls, schedule: NoiseSchedule, x: torch.Tensor) -> StepTables:
+        def put(table: torch.Tensor) -> torch.Tensor:
+            return table.to(dtype=x.dtype).to(device=x.device)
+
+        return cls(put(schedule.sqrt_alphas_cumprod), put(schedule.sqrt_one_minus_alphas_cumprod),
+                   put(schedule.alphas_cumprod))
+
+
 def ddim_step(
-    schedule: NoiseSchedule, x_t: torch.Tensor, v: torch.Tensor, t: int, t_prev: int
+    schedule: NoiseSchedule | StepTables, x_t: torch.Tensor, v: torch.Tensor, t: int, t_prev: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One deterministic DDIM step (eta = 0) from a v prediction: returns (x_prev, x0 estimate).
 
@@ -104,11 +128,12 @@ def ddim_step(
     form is exact there (eps = x_t) and better conditioned near it. No fresh noise is drawn: the
     original draws randn_like(x_t) every step only to multiply it by sigma = 0.
     """
-    sqrt_a = at(schedule.sqrt_alphas_cumprod, t, x_t)
-    sqrt_one_minus_a = at(schedule.sqrt_one_minus_alphas_cumprod, t, x_t)
+    tables = schedule if isinstance(schedule, StepTables) else StepTables.like(schedule, x_t)
+    sqrt_a = tables.sqrt_alphas_cumprod[t]
+    sqrt_one_minus_a = tables.sqrt_one_minus_alphas_cumprod[t]
     x0 = sqrt_a * x_t - sqrt_one_minus_a * v
     eps = sqrt_a * v + sqrt_one_minus_a * x_t
-    a_prev = at(schedule.alphas_cumprod, t_prev, x_t)
+    a_prev = tables.alphas_cumprod[t_prev]
     return torch.sqrt(a_prev) * x0 + torch.sqrt(1 - a_prev) * eps, x0
 
 
@@ -136,15 +161,18 @@ def ddim_steps(
     """Runs the DDIM loop lazily, yielding every step; `should_cancel` is asked before each step.
 
     Raises model.errors.RenderCancelled as soon as `should_cancel()` returns True, so a cancel is
-    honoured within one step.
+    honoured within one step. Nothing in the loop reads a device value on the host (the schedule is
+    on the device, the timesteps are Python ints), so on a GPU the host queues steps ahead of it; a
+    host-side `should_cancel` and the progress callbacks never wait for the GPU.
     """
     pairs = ddim_timesteps(num_steps, schedule.num_timesteps)
+    tables = StepTables.like(schedule, x_T)
     x = x_T
     for index, (t, t_prev) in enumerate(pairs):
         if should_cancel is not None and should_cancel():
             raise RenderCancelled(f"cancelled before denoising step {index + 1} of {len(pairs)}")
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x, x0 = ddim_step(schedule, x, velocity_fn(x, t_batch), t, t_prev)
+        x, x0 = ddim_step(tables, x, velocity_fn(x, t_batch), t, t_prev)
         yield DDIMStep(index, len(pairs), t, t_prev, x, x0)
 
 

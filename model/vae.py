@@ -19,6 +19,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from model.checkpoints import CheckpointError, StateDict, cached_safetensors, load_strict, read_state_dict
+from model.noise import POSTERIOR_SAMPLE, NoiseSource
 
 SCALE_FACTOR = 0.18215
 CHECKPOINT_PREFIX = "first_stage_model."
@@ -197,20 +198,25 @@ def encode_to_latent(
     images: torch.Tensor,
     generator: torch.Generator | None = None,
     sample: bool = True,
+    noise: NoiseSource | None = None,
 ) -> torch.Tensor:
     """Images [B, 3, H, W] in [-1, 1] -> scaled latents [B, 4, H/8, W/8] (times SCALE_FACTOR).
 
     The original draws a posterior sample with `torch.randn` on the CPU in float32 and moves it to the
     model's device; the noise here is drawn the same way, on the generator's device (CPU by default), so a
-    seeded CPU generator gives the same latent on any device. `sample=False` returns the posterior mean.
+    seeded CPU generator gives the same latent on any device. `noise` (a `model.noise.NoiseSource`)
+    supplies the sample instead of `generator`. `sample=False` returns the posterior mean.
     """
     posterior = encode_posterior(vae, images)
     mean, std = posterior.mean, posterior.std
     if not sample:
         return mean * SCALE_FACTOR
-    noise_device = generator.device if generator is not None else torch.device("cpu")
-    noise = torch.randn(mean.shape, generator=generator, device=noise_device, dtype=torch.float32)
-    return (mean + std * noise.to(device=mean.device, dtype=mean.dtype)) * SCALE_FACTOR
+    if noise is not None:
+        eps = noise.randn(mean.shape, POSTERIOR_SAMPLE)
+    else:
+        noise_device = generator.device if generator is not None else torch.device("cpu")
+        eps = torch.randn(mean.shape, generator=generator, device=noise_device, dtype=torch.float32)
+    return (mean + std * eps.to(device=mean.device, dtype=mean.dtype)) * SCALE_FACTOR
 
 
 @torch.no_grad()
@@ -227,7 +233,8 @@ def decode_latent_chunks(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     for chunk in latents.split(chunk_size):
-        z = chunk.to(device=vae.device, dtype=vae.dtype) / SCALE_FACTOR
+        # multiplied by the reciprocal, as the original does: dividing differs in the last bit for ~1/4 of values
+        z = (1.0 / SCALE_FACTOR) * chunk.to(device=vae.device, dtype=vae.dtype)
         yield (vae.tiled_decode(z) if tiled else vae.decode(z)).sample
 
 

@@ -150,13 +150,18 @@ def window_velocity(
     covering it (plain average, as the original), then guided.
     """
     batches = batch_windows(windows, context_batch_size)
+    # Frame indices are copied to the latent's device once, not every step (on CUDA each copy of a
+    # host list waits for the GPU).
+    on_device: dict[torch.device, list[list[torch.Tensor]]] = {}
 
     def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         cond_sum, uncond_sum = torch.zeros_like(x_t), torch.zeros_like(x_t)
         counts = torch.zeros(x_t.shape[2], dtype=x_t.dtype, device=x_t.device)
         rows = x_t.shape[0]
-        for batch in batches:
-            index = [torch.tensor(w, dtype=torch.long, device=x_t.device) for w in batch]
+        if x_t.device not in on_device:
+            on_device[x_t.device] = [[torch.tensor(w, dtype=torch.long, device=x_t.device) for w in batch]
+                                     for batch in batches]
+        for batch, index in zip(batches, on_device[x_t.device]):
             x_windows = torch.cat([x_t.index_select(2, w) for w in index])
             cond, uncond = predict_cond_uncond(
                 model_fn,

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".run/demo.mp4"))
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--fps", type=int, default=15)
-    parser.add_argument("--height", type=int, default=128, help="tiny model: keep it small on a CPU")
+    parser.add_argument("--height", type=int, default=192, help="tiny model: keep it small on a CPU; 192x128 "
+                        "is the 512x768 reference's aspect")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--segment-frames", type=int, default=16)

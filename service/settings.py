@@ -47,6 +47,16 @@ class CommonSettings(BaseSettings):
         frozenset(), description="hosts that webhooks and input URLs may reach on private addresses "
                                  "(and over plain http); see service.netguard")
 
+    # per-key limits (issue 16; docs/operations.md "Per-key limits"). 0 = no limit. Each key may have
+    # its own values (`unianimate keys set`); the workers read key_max_running, the API the rest.
+    key_rate_per_s: float = Field(20.0, ge=0, description="requests per second per API key (token bucket)")
+    key_burst: int = Field(40, ge=1, description="requests a key may make at once after a quiet spell")
+    key_max_queued: int = Field(100, ge=0, description="jobs of one key waiting to start; more are refused (429)")
+    key_max_running: int = Field(0, ge=0, description="jobs of one key on the workers at once; its next job "
+                                                      "waits (default: none, the fair order shares the workers)")
+    key_gpu_seconds_per_day: float = Field(0.0, ge=0, description="render seconds per key per UTC day; "
+                                                                  "submissions past it are refused (429)")
+
     @field_validator("webhook_allow_hosts", mode="before")
     @classmethod
     def _csv_hosts(cls, value: object) -> object:
@@ -80,6 +90,18 @@ class ApiSettings(CommonSettings):
                                  description="how long a finished job's record and events are kept")
     sse_keepalive_s: float = Field(15.0, gt=0)
     enqueue_timeout_s: float = Field(5.0, gt=0)
+
+    # POST /animate/preflight and the web page (issue 14)
+    preview_retention_s: int = Field(3600, ge=60, le=7 * 24 * 3600,
+                                     description="how long a preflight's aligned-skeleton preview is kept")
+    worker_classes: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("nvidia-h100-80gb", "nvidia-a100-80gb", "nvidia-l4-24gb"),
+        description="GPU classes the preflight estimates time and memory for (service/preflight/estimate.py)")
+
+    @field_validator("worker_classes", mode="before")
+    @classmethod
+    def _csv_classes(cls, value: object) -> object:
+        return _split_csv(value)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -28,9 +28,14 @@ ARROWS: dict[str, tuple[str, ...]] = {
     # the keypoint parsers are numpy-only and shared with the worker, so uploads are checked with them
     "service.inputs": ("service.inputs", "service.netguard", "model.pose.formats", "model.pose.keypoints"),
     "service.api": ("service", "model.pose.formats", "model.pose.keypoints"),
+    # the preflight runs the worker's own numpy/cv2/PyAV motion preparation (never torch: see
+    # tests/service/test_no_torch.py) to report on the poses and draw the aligned-skeleton preview
+    "service.preflight": ("service.preflight", "service.jobs.params", "service.storage", "model.motion",
+                          "model.pose", "model.longvideo.planner", "model.memory_plan"),
     "worker": ("worker", "model", "service.jobs", "service.storage", "service.webhooks", "service.settings"),
-    # `unianimate api` starts the app; `unianimate worker` is dispatched by name (cli/main.py)
-    "cli": ("cli", "model", "service.api.app", "service.settings"),
+    # `unianimate api` starts the app; `unianimate worker` is dispatched by name (cli/main.py);
+    # `unianimate keys` reads and sets per-key limits and usage, which live with the jobs in Redis
+    "cli": ("cli", "model", "service.api.app", "service.settings", "service.jobs"),
 }
 # third-party packages a room must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
@@ -40,11 +45,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "service.storage": ("fastapi", "starlette"),
     "service.webhooks": ("fastapi", "starlette"),
     "service.inputs": ("fastapi", "starlette"),
+    "service.preflight": ("fastapi", "starlette"),
     "worker": ("fastapi", "starlette", "uvicorn"),
 }
 # A module of service/ or worker/ may share a name with one of model/ only when it wraps it.
 WRAPS = {
     "inputs": "service/inputs/ checks uploads with model.pose's keypoint parsers before storing them",
+    "preflight": "service/preflight/ adds the segment plan, GPU estimates and stored previews to "
+                 "model.pose.preflight's pose report",
 }
 
 

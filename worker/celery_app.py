@@ -30,7 +30,8 @@ from celery import Celery, signals
 from kombu import Queue
 
 from model.longvideo.protocol import SegmentRenderer
-from service.jobs.queue import RENDER_TASK, WEBHOOK_TASK
+from service.jobs.fair_queue import FairQueue
+from service.jobs.queue import RENDER_TASK, WEBHOOK_TASK, queue_depth
 from service.jobs.store import JobStore
 from service.storage.objects import Storage, make_storage
 from service.webhooks.delivery import RetryPolicy, deliver_recorded
@@ -38,10 +39,11 @@ from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sender import webhook_client
 from worker import load_failure, stopping
 from worker.broker_queue import BrokerQueue
+from worker.dispatcher import Dispatcher
 from worker.patient_storage import PatientStorage
 from worker.render_job import NotStarted, Outcome, RetryRender, WorkerContext, give_up_starting, render_job
 from worker.render_retry import hold_off_sweepers, requeue_claim_ttl, retry_countdown, retry_later
-from worker.renderer_loader import load_extractor, load_renderer
+from worker.renderer_loader import load_extractor, load_renderer, memory_fit
 from worker.settings import RENDER_QUEUE, WEBHOOK_QUEUE, WorkerSettings
 from worker.sweeper import Sweeper
 from worker.webhook_relay import WebhookRelay
@@ -112,7 +114,8 @@ class Runtime:
                                    record_ttl_s=self.settings.webhook_record_ttl_s, job_view=self.job_view)
             self._context = WorkerContext(self.settings, self.jobs, self.storage, renderer, outbox,
                                           name=f"{socket.gethostname()}/{os.getpid()}",
-                                          extractor=load_extractor(self.settings))
+                                          extractor=load_extractor(self.settings),
+                                          memory=memory_fit(self.settings, renderer))
         return self._context
 
     def job_view(self, job) -> dict:
@@ -217,6 +220,7 @@ def _load_model_after_fork(**_) -> None:
 
 
 _sweeper: Sweeper | None = None
+_dispatcher: Dispatcher | None = None
 _relay: WebhookRelay | None = None
 _pool = None  # the render worker's pool, whose processes a warm shutdown asks to hand their jobs back
 
@@ -225,7 +229,7 @@ _pool = None  # the render worker's pool, whose processes a warm shutdown asks t
 def _on_ready(sender=None, **_) -> None:
     """Render workers: remember the pool (see _hand_jobs_back) and start the orphan sweeper.
     Webhook workers: start the relay."""
-    global _sweeper, _relay, _pool
+    global _sweeper, _relay, _pool, _dispatcher
     if _settings is None:
         return
     jobs = JobStore.from_url(_settings.redis_url, _settings.redis_timeout_s)
@@ -235,11 +239,23 @@ def _on_ready(sender=None, **_) -> None:
                            claim_ttl_s=_settings.visibility_timeout_s, stale_s=_settings.queued_stale_s,
                            queue=BrokerQueue.from_url(_settings.celery_broker_url, RENDER_QUEUE))
         _sweeper.start()
+        _dispatcher = _fair_dispatcher(jobs, _settings)
+        _dispatcher.start()
     if _webhooks:
         _relay = WebhookRelay(jobs.redis, enqueue_webhook, overdue_s=_settings.webhook_relay_after_s,
                               queue=BrokerQueue.from_url(_settings.celery_broker_url, WEBHOOK_QUEUE),
                               prefix=jobs.prefix)
         _relay.start()
+
+
+def _fair_dispatcher(jobs: JobStore, settings: WorkerSettings) -> Dispatcher:
+    """Releases waiting jobs to the render queue in fair order across keys (worker/dispatcher.py).
+    Without a Redis broker the queue's depth cannot be read: it then releases whatever may start."""
+    broker = BrokerQueue.from_url(settings.celery_broker_url, RENDER_QUEUE)
+    depth = (lambda: queue_depth(broker.client, RENDER_QUEUE)) if broker is not None else (lambda: 0)
+    return Dispatcher(FairQueue(jobs.redis, jobs.prefix), enqueue_render, depth,
+                      interval_s=settings.dispatch_interval_s, ahead=settings.dispatch_ahead,
+                      default_max_running=settings.key_max_running, grace_s=settings.dispatch_grace_s)
 
 
 @signals.worker_shutting_down.connect
@@ -256,6 +272,6 @@ def _hand_jobs_back(**_) -> None:
 
 @signals.worker_shutdown.connect
 def _stop_background(**_) -> None:
-    for thread in (_sweeper, _relay):
+    for thread in (_dispatcher, _sweeper, _relay):
         if thread is not None:
             thread.stop()

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from model.longvideo.mp4 import exact_fps
 from model.motion import Motion, frame_timing, is_skeleton_video, prepare_motion
+from model.pose.keypoints import MissingCanvas, MissingFps, PoseInputError
 from model.pose.video import probe_video
-from service.jobs.params import RenderParams
+from service.jobs.params import RenderParams, in_api_words
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +36,33 @@ def load_motion(files: dict[str, Path], params: RenderParams, extractor=None) ->
     if "pose_video" in files:
         role = "skeleton_video" if is_skeleton_video(files["pose_video"]) else "driving_video"
         videos[role] = files["pose_video"]
-    motion = prepare_motion(
+    try:
+        motion = _prepare(files, params, videos, extractor)
+    except (MissingCanvas, MissingFps) as exc:  # said with the request's fields
+        what = "canvas" if isinstance(exc, MissingCanvas) else "fps"
+        raise PoseInputError(in_api_words(exc.role or "pose_keypoints", what, exc.detail)) from None
+    if motion.audio_source is not None and not plays_at_source_speed(motion, params):
+        log.info("the pose video's sound is left out: at %g fps its motion plays at %.3gx its own speed",
+                 float(motion.fps), float(speed(motion, params)))
+        motion = dataclasses.replace(motion, audio_source=None)
+    return motion
+
+
+def _prepare(files: dict[str, Path], params: RenderParams, videos: dict, extractor) -> Motion:
+    return prepare_motion(
         reference_image=files["reference_image"],
         reference_keypoints=files.get("reference_keypoints"),
         pose_keypoints=files.get("pose_keypoints"),
         **videos,
         height=params.height,
         width=params.width,
+        pose_canvas=params.pose_canvas,
         frame_interval=params.frame_interval,
         output_fps=params.fps,
         max_duration_s=params.max_duration_s,
         align=params.align_pose,
         extractor=extractor,
     )
-    if motion.audio_source is not None and not plays_at_source_speed(motion, params):
-        log.info("the pose video's sound is left out: at %g fps its motion plays at %.3gx its own speed",
-                 float(motion.fps), float(speed(motion, params)))
-        motion = dataclasses.replace(motion, audio_source=None)
-    return motion
 
 
 def speed(motion: Motion, params: RenderParams) -> Fraction:

@@ -1,7 +1,9 @@
 """One render job, from the queued record to the uploaded MP4 (what the `unianimate.render` task runs).
 
     take the lease -> count the run -> fetch inputs -> poses -> render segment by segment
-    (checkpoint + progress + webhooks after each) -> upload result.mp4 -> succeeded
+    (checkpoint + progress + webhooks after each; with `overlap_segments`, segment k's are done in a
+    background thread while k + 1 denoises, and their errors end the run as they would serially)
+    -> upload result.mp4 -> succeeded
 
 Outcomes: bad input fails the job at once with {code, message}; a cancel request ends it
 canceled; an unexpected error raises `RetryRender` so Celery runs the job again (it resumes
@@ -30,14 +32,17 @@ from model.longvideo.chain import SamplingOptions
 from model.longvideo.planner import plan_segments
 from model.longvideo.protocol import SegmentRenderer
 from model.longvideo.video import RenderOptions, render_video
+from service.jobs.groups import announce_group_if_complete
 from service.jobs.params import RenderParams
-from service.jobs.record import Job, JobError, JobStatus, ModelInfo, Result
+from service.jobs.record import Job, JobError, JobStatus, ModelInfo, RerenderOrigin, Result
 from service.jobs.store import IllegalTransition, JobNotFound, JobStore
 from service.storage.objects import ObjectNotFound, Storage, StorageUnavailable, result_key
 from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
 from worker.job_inputs import load_motion
 from worker.lease import Heartbeat, JobLease, LeaseLost
+from worker.manifest import build_manifest, store_manifest
+from worker.memory_fit import DoesNotFit, MemoryFit, is_out_of_memory
 from worker.reporting import JobReporter
 from worker.segment_store import SegmentCheckpoints
 from worker.settings import WorkerSettings
@@ -86,6 +91,7 @@ class WorkerContext:
     outbox: WebhookOutbox
     name: str  # shown in the job record and its segment attempts
     extractor: Any = None  # a DWPoseExtractor when pose extraction is configured
+    memory: MemoryFit | None = None  # the GPU memory budget the renders are planned for
 
 
 def render_job(job_id: str, ctx: WorkerContext) -> Outcome:
@@ -197,10 +203,16 @@ def _run(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Outcome:
         return _finish(ctx, job_id, JobStatus.CANCELED)
     except InvalidInput as exc:
         return _fail(ctx, job_id, "invalid_input", str(exc))
+    except DoesNotFit as exc:
+        return _fail(ctx, job_id, "out_of_memory", str(exc))
     except SoftTimeLimitExceeded:
         return _fail(ctx, job_id, "timeout", f"the job ran longer than {ctx.settings.soft_time_limit_s} s; "
                                              "render a shorter clip, fewer steps or a smaller size")
     except Exception as exc:
+        if is_out_of_memory(exc) and not (ctx.memory and ctx.memory.after_out_of_memory()):
+            # the same settings would run out of memory again: fail now, saying what to change
+            return _fail(ctx, job_id, "out_of_memory", f"the GPU ran out of memory ({exc}); lower height/width "
+                                                       "or segment_frames")
         if job.runs - job.handbacks >= ctx.settings.max_attempts:
             log.exception("job %s failed on its last run", job_id)
             return _fail(ctx, job_id, _error_code(exc), f"rendering failed after {job.runs} runs: "
@@ -217,6 +229,8 @@ def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
         files = _fetch_inputs(job, ctx.storage, Path(tmp))
         try:
             motion = load_motion(files, params, ctx.extractor)
+            height, width = motion.frame_size  # the params', or the reference's aspect ratio (model/frame_size.py)
+            params = params.model_copy(update={"height": height, "width": width})
             plan = plan_segments(len(motion.poses), params.segment_frames)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from exc
@@ -232,18 +246,31 @@ def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
             reporter.resumed_at(start)
         reporter.segment_started(start)
         out = Path(tmp) / "result.mp4"
+        options = render_options(params, job.rerender_of)
+        if ctx.memory is not None:  # raises DoesNotFit when no settings fit this GPU
+            ctx.memory.apply(ctx.renderer, options.height, options.width, options.segment_frames)
         video = render_video(ctx.renderer, motion.reference_image, motion.ref_pose, motion.poses, out,
-                             fps=motion.fps, options=render_options(params), audio_source=motion.audio_source,
+                             fps=motion.fps, options=options, audio_source=motion.audio_source,
                              on_progress=reporter.progress, should_cancel=reporter.should_cancel,
-                             on_segment_done=reporter.segment_done if chained else None, resume=resume)
+                             on_segment_done=reporter.segment_done if chained else None, resume=resume,
+                             overlap=ctx.settings.overlap_segments)
         heartbeat.check()
         stored = ctx.storage.put_file(result_key(job.id), out, "video/mp4")
-    return Result(frames=video.frames, fps=float(video.fps), width=params.width, height=params.height,
-                  duration_s=video.duration_s, size_bytes=stored.size_bytes, sha256=stored.sha256, key=stored.key)
+        result = Result(frames=video.frames, fps=float(video.fps), width=params.width, height=params.height,
+                        duration_s=video.duration_s, size_bytes=stored.size_bytes, sha256=stored.sha256,
+                        key=stored.key)
+        manifest = build_manifest(job, renderer=ctx.renderer, settings=ctx.settings, options=options, motion=motion,
+                                  plan=plan, files=files, audio=motion.audio_source is not None,
+                                  video=result.model_dump())
+        return result.model_copy(update={"manifest_key": store_manifest(ctx.storage, manifest)})
 
 
-def render_options(params: RenderParams) -> RenderOptions:
-    sampling = SamplingOptions(seed=params.seed or 0, steps=params.steps, guidance_scale=params.guidance_scale,
+def render_options(params: RenderParams, rerender_of: RerenderOrigin | None = None) -> RenderOptions:
+    """A re-render's segment seeds follow its seed plan (segments before `from_segment` are its parent's)."""
+    seeds = {"seed": params.seed or 0}
+    if rerender_of is not None:
+        seeds = {"seed": rerender_of.base_seed, "seed_changes": tuple(map(tuple, rerender_of.seed_changes))}
+    sampling = SamplingOptions(**seeds, steps=params.steps, guidance_scale=params.guidance_scale,
                                noise_prior_t=params.noise_prior_t)
     return RenderOptions(height=params.height, width=params.width, sampling=sampling,
                          mode=params.long_video_mode, segment_frames=params.segment_frames, crf=params.crf)
@@ -262,8 +289,7 @@ def _fetch_inputs(job: Job, storage: Storage, folder: Path) -> dict[str, Path]:
 
 
 def _error_code(exc: Exception) -> str:
-    # torch.cuda.OutOfMemoryError, matched by name: this module does not import torch
-    return "out_of_memory" if type(exc).__name__ == "OutOfMemoryError" else "internal"
+    return "out_of_memory" if is_out_of_memory(exc) else "internal"
 
 
 def _fail(ctx: WorkerContext, job_id: str, code: str, message: str) -> Outcome:
@@ -273,10 +299,11 @@ def _fail(ctx: WorkerContext, job_id: str, code: str, message: str) -> Outcome:
 
 def _finish(ctx: WorkerContext, job_id: str, status: JobStatus, *, result: Result | None = None,
             error: JobError | None = None) -> Outcome:
-    """Record the terminal state, announce it, and drop the segment checkpoints (nothing resumes
-    a finished job)."""
+    """Record the terminal state, announce it (and its group's completion), and drop the segment
+    checkpoints (nothing resumes a finished job)."""
     job = ctx.jobs.transition(job_id, status, result=result, error=error)
     _announce_end(ctx, job, f"job.{status.value}")
+    announce_group_if_complete(ctx.jobs, ctx.outbox, job)
     if not ctx.settings.keep_segments:
         try:
             SegmentCheckpoints(ctx.storage, job_id).delete()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 
 from model.longvideo.protocol import SegmentRenderer
+from model.memory_plan import GIB
+from worker.memory_fit import MemoryFit
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -47,9 +49,25 @@ def load_renderer(settings: WorkerSettings, process_index: int = 0) -> SegmentRe
         renderer = UniAnimatePipeline.from_checkpoint_dir(settings.checkpoint_dir, device=device, dtype=dtype,
                                                           cache_dir=settings.cache_dir,
                                                           cpu_offload=settings.cpu_offload)
+    if settings.batch_guidance != "auto":
+        renderer.batch_guidance = settings.batch_guidance == "on"
+    renderer.compile(settings.compile)
     log.info("loaded %s on %s (%s)%s", renderer.label, device, dtype_name,
              ": UNTRAINED, the videos will not look like the person" if renderer.untrained else "")
     return renderer
+
+
+def memory_fit(settings: WorkerSettings, renderer: SegmentRenderer) -> MemoryFit:
+    """The memory budget of a render process: its GPU's memory (or the setting), none on a CPU."""
+    device = getattr(renderer, "device", None)
+    budget = None
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        total = torch.cuda.get_device_properties(device).total_memory
+        budget = int(settings.gpu_memory_budget_gb * GIB) if settings.gpu_memory_budget_gb else total
+    dtype = settings.dtype or ("fp16" if budget is not None else "fp32")
+    return MemoryFit(budget, dtype, prefer_batch_guidance=settings.batch_guidance != "off")
 
 
 def load_extractor(settings: WorkerSettings):

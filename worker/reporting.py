@@ -11,6 +11,7 @@ from service.jobs.store import JobStore
 from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
 from worker.lease import Heartbeat
+from worker.live_playlist import LivePlaylist
 from worker.segment_store import SegmentCheckpoints
 
 
@@ -28,6 +29,7 @@ class JobReporter:
         self.segments_total = segments_total
         self.progress_interval_s = progress_interval_s
         self.clock = clock
+        self.live = LivePlaylist(checkpoints.storage, job_id, fps)  # progressive playback (HLS)
         self._last_progress: float | None = None
         self._segment_started_at = clock()
 
@@ -69,6 +71,7 @@ class JobReporter:
         self.heartbeat.check()
         index = finished.segment.index
         self.checkpoints.save(finished, self.fps)
+        self.live.publish(index, finished.frames, last=index + 1 == self.segments_total)
         self.jobs.segment_finished(self.job_id, index, round(self.clock() - self._segment_started_at, 3))
         self.outbox.emit(self.jobs.get(self.job_id), "job.segment_completed")
         if index + 1 < self.segments_total:

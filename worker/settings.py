@@ -60,6 +60,30 @@ class WorkerSettings(CommonSettings):
         None, ge=1, description="Redis hands an unacknowledged message out again after this; default "
                                 "time_limit_s + 1 h. Set it lower only to test that the lease stops the copy")
 
+    # fair dispatching across API keys (issue 16; service/jobs/fair_queue.py) ---------------------------
+    dispatch_interval_s: float = Field(0.5, gt=0, description="how often each render worker's dispatcher "
+                                                              "releases waiting jobs to the render queue")
+    dispatch_ahead: int = Field(1, ge=1, le=100, description="messages kept waiting in the render queue; "
+                                "few keeps the fair order (a released job starts in release order)")
+    dispatch_grace_s: float = Field(30.0, ge=1, description="a released job the broker never got (its "
+                                    "dispatcher died) is sent again after this")
+
+    # overlapped segment loop (issue 11: model/longvideo/overlap.py) -------------------------------
+    overlap_segments: bool = Field(True, description="finish segment k (decode, encode, checkpoint, upload) in "
+                                   "a background thread while segment k + 1 denoises; off: strictly serial")
+    result_part_mib: int = Field(8, ge=5, le=1024, description="the result MP4 is uploaded in parts of this size "
+                                 "while it is rendered (S3 multipart: at least 5 MiB)")
+
+    # GPU speed and memory (issue 11: model/compile.py, model/memory_plan.py, worker/memory_fit.py) ----
+    compile: Literal["off", "default", "reduce-overhead"] = Field(
+        "off", description="torch.compile the UNet and VAE decoder; reduce-overhead adds CUDA graphs (CUDA only); "
+                           "the first segment of each size pays the compilation")
+    batch_guidance: Literal["auto", "on", "off"] = Field(
+        "auto", description="both halves of classifier-free guidance in one UNet call; auto: on for CUDA, off "
+                            "for CPU; the memory planner may still choose two calls when one does not fit")
+    gpu_memory_budget_gb: float | None = Field(
+        None, gt=0, description="GPU memory a render may plan for; default: the device's total memory")
+
     # webhooks ----------------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
         None, description="whsec_... key that signs every webhook; only the webhook worker needs it")

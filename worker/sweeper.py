@@ -9,8 +9,10 @@ workers) send each orphan once; the worker that takes the job up clears it.
 A `queued` job has no lease to watch; its message can still be lost (a broker error while a
 retry was published, a worker that died holding a retry's countdown, Redis losing its last
 writes). Less often (`stale_s / 3`), the sweeper looks for jobs queued longer than `stale_s`
-with no message for them waiting in the render queue, and enqueues those again. A copy too many
-is harmless: the lease and the job's status make it do nothing.
+with no message for them waiting in the render queue, and enqueues those again. Jobs waiting for
+their turn in a key's fair list (service.jobs.fair_queue) are not lost, only waiting: the fair
+dispatcher sends those, and its own grace period covers one it released but never sent. A copy
+too many is harmless: the lease and the job's status make it do nothing.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from service.jobs.fair_queue import FairQueue
 from service.jobs.record import JobStatus, utcnow
 from service.jobs.store import JobNotFound, JobStore
 from worker.broker_queue import BrokerQueue
@@ -50,6 +53,9 @@ def sweep_queued(jobs: JobStore, enqueue: Callable[[str], None], queue: BrokerQu
     """Re-enqueue jobs queued for more than `stale_s` that no waiting message names; returns their ids."""
     cutoff = utcnow() - timedelta(seconds=stale_s)
     stale = [job_id for job_id in jobs.ids_with_status(JobStatus.QUEUED) if _queued_before(jobs, job_id, cutoff)]
+    if stale:  # those waiting their turn in a key's list are the dispatcher's
+        held = FairQueue(jobs.redis, jobs.prefix).waiting_ids()
+        stale = [job_id for job_id in stale if job_id not in held]
     if not stale:
         return []
     waiting = queue.waiting(stale)

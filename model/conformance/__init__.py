@@ -37,6 +37,8 @@ CHECKERS: dict[str, str] = {
     "ddim_long": "model.conformance.sampler:check_ddim_long",
     "pose_draw": "model.conformance.pose:check_draw_case",
     "pose_align": "model.conformance.pose:check_align_case",
+    # returns one result per condition set (pass) of the file
+    "pipeline": "model.conformance.pipeline:check_pipeline_fixture",
 }
 
 
@@ -69,16 +71,29 @@ def _json_kind(data: dict) -> str:
 
 
 def check_file(path: Path) -> CheckResult:
+    """The verdict on one file; a file checked per condition set passes only if every set passes."""
+    results = check_file_results(path)
+    if len(results) == 1:
+        return results[0]
+    failed = [r for r in results if not r.passed]
+    detail = "; ".join(f"{r.path}: {r.detail}" for r in failed) or f"{len(results)} condition sets"
+    return CheckResult(str(path), results[0].kind, max(r.worst_error for r in results), not failed, detail)
+
+
+def check_file_results(path: Path, conditions: list[str] | None = None) -> list[CheckResult]:
+    """One result per file, or per condition set for kind `pipeline` (only the sets in `conditions`
+    when given; other kinds ignore it)."""
     try:
         kind, data = load_fixture(path)
     except Exception as exc:  # noqa: BLE001 -- a broken file is a failed check, not a crash of the runner
-        return CheckResult(str(path), "?", float("inf"), False, f"could not read: {exc}")
+        return [CheckResult(str(path), "?", float("inf"), False, f"could not read: {exc}")]
     target = CHECKERS.get(kind)
     if target is None:
-        return CheckResult(str(path), kind, float("inf"), False, "no checker for this kind")
+        return [CheckResult(str(path), kind, float("inf"), False, "no checker for this kind")]
     module_name, func_name = target.split(":")
     try:
         checker = getattr(importlib.import_module(module_name), func_name)
-        return checker(path, data)
+        result = checker(path, data, conditions) if kind == "pipeline" else checker(path, data)
+        return result if isinstance(result, list) else [result]
     except Exception as exc:  # noqa: BLE001 -- a crashing checker is reported as that file's failure
-        return CheckResult(str(path), kind, float("inf"), False, f"{type(exc).__name__}: {exc}")
+        return [CheckResult(str(path), kind, float("inf"), False, f"{type(exc).__name__}: {exc}")]

@@ -16,9 +16,8 @@ from model.unet.transformer import SpatialTransformer
 
 def check_unet_fixture(path: Path, data: dict) -> CheckResult:
     """Every output (and the recorded intermediates of the `full` call) within the file's tolerance."""
+    # any configuration the original accepts: the file's constructor arguments decide the model
     config = UNetConfig.from_original_kwargs(data["config"]["kwargs"])
-    if config != UNetConfig.tiny():
-        return CheckResult(str(path), "unet", float("inf"), False, f"UNetConfig.tiny() differs from {config}")
     model = UniAnimateUNet(config).eval()
     model.load_state_dict(data["state_dict"], strict=True)
     inputs = data["inputs"]

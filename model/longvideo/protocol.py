@@ -107,6 +107,58 @@ class SegmentRenderer(Protocol):
         ...
 
 
+@runtime_checkable
+class SplitSegmentRenderer(Protocol):
+    """A `SegmentRenderer` whose segment is two stages: denoise (the GPU's long work) and decode.
+
+    The chained renderer decodes the last frame first (the next segment's condition), starts the
+    next segment's denoising, and decodes the other frames in the background while it runs.
+    `render_segment(...)` must equal `decode_segment(denoise_segment(...), slice(None))`, and
+    decoding frames in several calls must give the frames one call gives: the VAE decodes each
+    frame on its own. A renderer with only `render_segment` is chained serially (`segment_stages`).
+    """
+
+    def denoise_segment(
+        self,
+        ref: Any,
+        poses: np.ndarray,
+        first_frame: np.ndarray | None,
+        *,
+        seed: int,
+        steps: int,
+        guidance_scale: float,
+        noise_prior_t: int,
+        progress: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> Any:
+        """The arguments of `render_segment` -> the segment's latents (opaque to the caller)."""
+        ...
+
+    def decode_segment(self, latents: Any, frames: slice) -> np.ndarray:
+        """The frames `frames` of denoised latents, `[N, H, W, 3]` uint8 RGB. Safe to call from
+        another thread while the next segment denoises."""
+        ...
+
+
+def segment_stages(renderer: SegmentRenderer) -> SplitSegmentRenderer:
+    """The renderer's own denoise/decode split, or its `render_segment` as the denoise stage (whose
+    "latents" are then the frames, and decoding is slicing them)."""
+    if isinstance(renderer, SplitSegmentRenderer):
+        return renderer
+    return _WholeSegment(renderer)
+
+
+class _WholeSegment:
+    def __init__(self, renderer: SegmentRenderer) -> None:
+        self._renderer = renderer
+
+    def denoise_segment(self, ref: Any, poses: np.ndarray, first_frame: np.ndarray | None, **kwargs: Any) -> np.ndarray:
+        return self._renderer.render_segment(ref, poses, first_frame, **kwargs)
+
+    def decode_segment(self, latents: np.ndarray, frames: slice) -> np.ndarray:
+        return latents[frames]
+
+
 def first_frame_condition(frame: np.ndarray) -> np.ndarray:
     """uint8 RGB `[H, W, 3]` -> float32 `[H, W, 3]` in [0, 1]: the value range of `local_image`.
 

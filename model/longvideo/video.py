@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.longvideo.chain import FinishedSegment, SamplingOptions, render_chain
+from model.conditions import CONDITION_SETS
+from model.longvideo.chain import DenoisedSegment, FinishedSegment, SamplingOptions, denoise_chain
 from model.longvideo.mp4 import DEFAULT_CRF, MAX_CRF, Mp4Writer, exact_fps
+from model.longvideo.overlap import BackgroundStage
 from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES, plan_segments
 from model.longvideo.progress import ProgressCallback, ProgressTracker
 from model.longvideo.protocol import CancelCheck, PoseFrames, SegmentRenderer
@@ -35,8 +37,11 @@ class RenderOptions:
     context_overlap: int = 8
     context_batch_size: int = 1
     crf: int = DEFAULT_CRF
+    conditions: str = "chained"  # a name of model.conditions.CONDITION_SETS
 
     def __post_init__(self) -> None:
+        if self.conditions not in CONDITION_SETS:
+            raise ValueError(f"conditions must be one of {list(CONDITION_SETS)}, got {self.conditions!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.height <= 0 or self.width <= 0 or self.height % 8 or self.width % 8:
@@ -85,6 +90,8 @@ def video_metadata(renderer: SegmentRenderer, options: RenderOptions) -> dict[st
     """Tags that say how the file was made; an untrained model is always named as such."""
     params = asdict(options)
     sampling = params.pop("sampling")
+    if not sampling["seed_changes"]:  # only re-renders have them; other files keep their old tags
+        del sampling["seed_changes"]
     return {
         "title": "UniAnimate animation",
         "model": "UniAnimate",
@@ -111,14 +118,21 @@ def render_video(
     should_cancel: CancelCheck | None = None,
     on_segment_done: Callable[[FinishedSegment], None] | None = None,
     resume: Resume | None = None,
+    overlap: bool = True,
 ) -> VideoResult:
     """Renders `poses` (already sampled at the output rate) into an MP4 at `out`.
 
+    In chain mode with `overlap`, segment k's remaining decode, its MP4 frames and `on_segment_done`
+    run in a background thread while segment k + 1 denoises (`model.longvideo.overlap`); the file
+    and the calls are the same, in the same order, as without it. `on_segment_done` then runs in
+    that thread, and its exceptions reach the caller as they would serially.
     On any error or cancellation no file is left at `out`.
     """
     if options.mode == "window" and (first_frame is not None or resume is not None):
         raise ValueError("a first frame and resuming are only available in chain mode")
-    ref = renderer.prepare_reference(reference_image, ref_pose, options.height, options.width)
+    # only a non-default set is passed on, so renderers without condition sets keep working
+    extra = {} if options.conditions == "chained" else {"conditions": CONDITION_SETS[options.conditions]}
+    ref = renderer.prepare_reference(reference_image, ref_pose, options.height, options.width, **extra)
     metadata = video_metadata(renderer, options)
     with Mp4Writer(
         out,
@@ -141,6 +155,7 @@ def render_video(
                 on_progress,
                 should_cancel,
                 on_segment_done,
+                overlap,
             )
         else:
             _write_window(renderer, ref, poses, options, writer, on_progress, should_cancel)
@@ -152,7 +167,7 @@ def render_video(
 
 
 def _write_chain(
-    renderer, ref, poses, options, writer, first_frame, resume, on_progress, should_cancel, on_segment_done
+    renderer, ref, poses, options, writer, first_frame, resume, on_progress, should_cancel, on_segment_done, overlap
 ) -> None:
     if resume is not None:
         for frames in resume.earlier_frames:
@@ -163,22 +178,30 @@ def _write_chain(
                 f"resuming at segment {resume.start_segment} needs the {expected} frames of the segments "
                 f"before it, got {writer.frames_written}"
             )
-    segments = render_chain(
-        renderer,
-        ref,
-        poses,
-        options.sampling,
-        segment_frames=options.segment_frames,
-        first_frame=first_frame,
-        start_segment=0 if resume is None else resume.start_segment,
-        previous_last_frame=None if resume is None else resume.last_frame,
-        on_progress=on_progress,
-        should_cancel=should_cancel,
-    )
-    for finished in segments:
+
+    def finish(denoised: DenoisedSegment) -> None:
+        finished = denoised.finish()
         writer.write(finished.frames)
         if on_segment_done is not None:
             on_segment_done(finished)
+
+    with BackgroundStage(enabled=overlap) as stage:
+        segments = denoise_chain(
+            renderer,
+            ref,
+            poses,
+            options.sampling,
+            segment_frames=options.segment_frames,
+            first_frame=first_frame,
+            start_segment=0 if resume is None else resume.start_segment,
+            previous_last_frame=None if resume is None else resume.last_frame,
+            on_progress=on_progress,
+            should_cancel=stage.guard(should_cancel),
+            prefetch_poses=overlap,
+        )
+        for denoised in segments:
+            stage.submit(lambda denoised=denoised: finish(denoised))
+        stage.drain()
 
 
 def _write_window(renderer, ref, poses, options, writer, on_progress, should_cancel) -> None:

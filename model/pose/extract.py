@@ -11,6 +11,7 @@ Weights: `yolox_l.onnx` and `dw-ll_ucoco_384.onnx` in a folder given as `model_d
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ from model.pose.keypoints import (
 )
 from model.pose.sampling import resolve_frame_interval
 from model.pose.video import VideoSource, iter_video_frames, probe_video
+
+logger = logging.getLogger(__name__)
 
 DETECTOR_FILE = "yolox_l.onnx"
 ESTIMATOR_FILE = "dw-ll_ucoco_384.onnx"
@@ -80,7 +83,11 @@ def onnx_providers(device: Device = "auto") -> list[str]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise DWPoseNotConfigured("device 'cuda' asked for, but onnxruntime has no CUDAExecutionProvider here")
+        # A GPU worker with the CPU-only onnxruntime still extracts poses, only slower: refusing
+        # would stop the worker at start-up. `pip install onnxruntime-gpu` (the `gpu` extra) fixes it.
+        logger.warning("DWPose: device 'cuda' asked for, but onnxruntime has no CUDAExecutionProvider here "
+                       "(install onnxruntime-gpu); running pose extraction on the CPU provider")
+        return ["CPUExecutionProvider"]
     if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]

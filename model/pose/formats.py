@@ -23,12 +23,14 @@ from model.pose.keypoints import (
     COORDINATE_MARGIN,
     DRAW_HEIGHT,
     DRAW_WIDTH,
+    MAX_CANVAS_SIZE,
     MAX_CONFIDENCE,
     MAX_PEOPLE_PER_FRAME,
     MISSING_COORDINATE,
     NUM_BODY_POINTS,
     NUM_FACE_POINTS,
     NUM_HAND_POINTS,
+    MissingCanvas,
     PoseInputError,
     PoseSequence,
     check_canvas_side,
@@ -38,6 +40,10 @@ from model.pose.keypoints import (
 )
 
 Coordinates = Literal["auto", "pixels", "normalized"]
+# What to assume when the document and the caller give no canvas: a known size (a reference photo's
+# own), "extent" (pixel keypoints are measured against a canvas just covering them: right whenever the
+# poses are then aligned to a reference, which cancels the canvas out), or None (pixels are refused).
+DefaultCanvas = tuple[int, int] | Literal["extent"] | None
 
 # OpenPose confidence at or below which a point counts as missing (DWPose's own body threshold).
 DEFAULT_MIN_CONFIDENCE = 0.3
@@ -58,12 +64,14 @@ def parse_pose_json(
     fps: float | None = None,
     coordinates: Coordinates = "auto",
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    default_canvas: DefaultCanvas = None,
 ) -> PoseSequence:
     """Parses OpenPose or DWPose keypoint JSON into a validated `PoseSequence`.
 
     Canvas size and fps come from the document or from these arguments (they must agree when both
     give them). OpenPose coordinates are pixels or normalised per `coordinates`; "auto" takes values
-    up to 2 as normalised. Without a canvas size normalised input is assumed to come from a 512x768 image.
+    up to 2 as normalised. Without a canvas size `default_canvas` applies (see DefaultCanvas); failing
+    that, normalised input is assumed to come from a 512x768 image and pixels raise MissingCanvas.
     """
     data = _load_json(document)
     frames, meta = _split_frames(data)
@@ -77,20 +85,24 @@ def parse_pose_json(
             raise PoseInputError("give both canvas_width and canvas_height, or neither")
         canvas = (check_canvas_side("canvas_width", canvas_width), check_canvas_side("canvas_height", canvas_height))
     fps = None if fps is None else check_fps(fps)
+    if canvas is None and isinstance(default_canvas, tuple):
+        canvas = (check_canvas_side("canvas_width", default_canvas[0]),
+                  check_canvas_side("canvas_height", default_canvas[1]))
 
     layouts = {_frame_layout(i, frame) for i, frame in enumerate(frames)}
     if len(layouts) > 1:
         raise PoseInputError("frames mix the OpenPose ('people') and DWPose ('bodies') layouts: use one")
     arrays = missing_arrays(len(frames))
     if layouts == {"openpose"}:
-        scale = _openpose_scale(frames, canvas, coordinates, min_confidence)
+        canvas, scale = _openpose_scale(frames, canvas, coordinates, min_confidence, default_canvas == "extent")
         for i, frame in enumerate(frames):
             _fill_openpose_frame(arrays, i, frame, scale, min_confidence)
     else:
         for i, frame in enumerate(frames):
             _fill_dwpose_frame(arrays, i, frame)
     width, height = canvas or (DRAW_WIDTH, DRAW_HEIGHT)
-    return PoseSequence(**arrays, canvas_width=width, canvas_height=height, fps=fps)
+    carries = _openpose_carries(frames) if layouts == {"openpose"} else _dwpose_carries(frames)
+    return PoseSequence(**arrays, canvas_width=width, canvas_height=height, fps=fps, carries=carries)
 
 
 def _load_json(document: bytes | str | dict | list) -> Any:
@@ -154,23 +166,22 @@ def _frame_layout(index: int, frame: Any) -> str:
 # ---- OpenPose ---------------------------------------------------------------------------------
 
 
-def _openpose_scale(frames: list, canvas: tuple[int, int] | None, coordinates: str, min_confidence: float):
-    """Divisors (x, y) that turn the document's coordinates into normalised ones."""
+def _openpose_scale(frames: list, canvas: tuple[int, int] | None, coordinates: str, min_confidence: float,
+                    extent: bool):
+    """(the canvas, divisors (x, y) that turn the document's coordinates into normalised ones)."""
     if coordinates not in ("auto", "pixels", "normalized"):
         raise PoseInputError(f"coordinates must be 'auto', 'pixels' or 'normalized', got {coordinates!r}")
+    largest = _largest_present_coordinate(frames, min_confidence)
     if coordinates == "auto":
-        largest = _largest_present_coordinate(frames, min_confidence)
         coordinates = "normalized" if largest <= AUTO_NORMALIZED_MAX else "pixels"
-        if coordinates == "pixels" and canvas is None:
-            raise PoseInputError(
-                f"keypoints look like pixel coordinates (up to {largest:g}) but no canvas size is known: "
-                "give canvas_width and canvas_height, or normalise the coordinates to [0, 1]"
-            )
     if coordinates == "normalized":
-        return (1.0, 1.0)
+        return canvas, (1.0, 1.0)
+    if canvas is None and extent:
+        side = min(max(1, int(np.ceil(largest))), MAX_CANVAS_SIZE)
+        canvas = (side, side)  # square: x and y keep their pixel proportions
     if canvas is None:
-        raise PoseInputError("pixel coordinates need canvas_width and canvas_height")
-    return (float(canvas[0]), float(canvas[1]))
+        raise MissingCanvas(f"keypoints look like pixel coordinates (up to {largest:g}) but no canvas size is known")
+    return canvas, (float(canvas[0]), float(canvas[1]))
 
 
 def _largest_present_coordinate(frames: list, min_confidence: float) -> float:
@@ -201,6 +212,20 @@ def _first_person_fields(index: int, frame: dict) -> list[tuple[str, Any]]:
         raise PoseInputError(f"frame {index}: people[0] has no 'pose_keypoints_2d'")
     fields = ("pose_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "face_keypoints_2d")
     return [(f"people[0].{name}", person[name]) for name in fields if person.get(name)]
+
+
+def _openpose_carries(frames: list) -> frozenset[str]:
+    """Toes come only with BODY_25 bodies; hands and face only when the file has those fields."""
+    carries = set()
+    for frame in frames:
+        person = frame["people"][0] if frame["people"] else {}
+        if len(person.get("pose_keypoints_2d") or ()) == 25 * 3:
+            carries.add("toes")
+        if person.get("hand_left_keypoints_2d") or person.get("hand_right_keypoints_2d"):
+            carries.add("hands")
+        if person.get("face_keypoints_2d"):
+            carries.add("face")
+    return frozenset(carries)
 
 
 def _triples(values: Any, index: int, field: str) -> np.ndarray:
@@ -313,6 +338,19 @@ def _fill_dwpose_frame(arrays: dict, index: int, frame: dict) -> None:
         if len(faces):
             _put_dwpose(arrays["face"][index], arrays["face_present"][index], faces[0],
                         dwpose_presence(faces[0]), index, "faces[0]")
+
+
+def _dwpose_carries(frames: list) -> frozenset[str]:
+    """Toes come with 20-column subsets; hands and faces when the frames have them."""
+    carries = set()
+    for frame in frames:
+        subset = frame["bodies"]["subset"]
+        if subset and len(subset[0]) == NUM_BODY_POINTS:
+            carries.add("toes")
+        for part, key in (("hands", "hands"), ("face", "faces")):
+            if frame.get(key):
+                carries.add(part)
+    return frozenset(carries)
 
 
 def _first_person_hands(count: int, people: int, index: int) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import codecs
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from model.pose.formats import Coordinates, parse_pose_json
+from model.pose.formats import Coordinates, DefaultCanvas, parse_pose_json
 from model.pose.keypoints import PoseInputError, PoseSequence
 from model.pose.sampling import resample, resolve_frame_interval
 
@@ -36,6 +36,7 @@ def load_pose_input(
     fps: float | None = None,
     frame_interval: int | None = None,
     coordinates: Coordinates = "auto",
+    default_canvas: DefaultCanvas = None,
     swap_red_blue: bool = False,
     extractor: DWPoseExtractor | None = None,
 ) -> PoseSequence | SkeletonVideo:
@@ -50,7 +51,7 @@ def load_pose_input(
     if kind == "keypoints":
         sequence = parse_pose_json(
             _read_json_bytes(data), canvas_width=canvas_width, canvas_height=canvas_height, fps=fps,
-            coordinates=coordinates,
+            coordinates=coordinates, default_canvas=default_canvas,
         )
         return _sample_keypoints(sequence, frame_interval)
     if kind == "skeleton_video":
@@ -69,13 +70,15 @@ def load_reference_pose(
     canvas_width: int | None = None,
     canvas_height: int | None = None,
     coordinates: Coordinates = "auto",
+    default_canvas: DefaultCanvas = None,
     extractor: DWPoseExtractor | None = None,
 ) -> PoseSequence:
     """The reference person's pose (one frame) from keypoint JSON or, with `extractor`, from the photo."""
     kind = _resolve_kind(data, kind)
     if kind == "keypoints":
         sequence = parse_pose_json(
-            _read_json_bytes(data), canvas_width=canvas_width, canvas_height=canvas_height, coordinates=coordinates
+            _read_json_bytes(data), canvas_width=canvas_width, canvas_height=canvas_height, coordinates=coordinates,
+            default_canvas=default_canvas,
         )
         if sequence.num_frames != 1:
             raise PoseInputError(f"reference keypoints must hold exactly one frame, got {sequence.num_frames}")

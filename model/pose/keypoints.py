@@ -29,6 +29,10 @@ BODY_POINT_NAMES = (
 )
 HAND_NAMES = ("left hand", "right hand")
 
+# What a keypoint format can hold beyond the 18 OpenPose body points. A format without one (OpenPose's
+# 18-point COCO body has no toes; a body-only file has no hands) says nothing about it: never "missing".
+CARRIES_ALL = frozenset({"toes", "hands", "face"})
+
 # What the original detector writes over a point it did not see.
 MISSING_COORDINATE = -1.0
 
@@ -52,6 +56,23 @@ class PoseInputError(ValueError):
     """Motion input that cannot be used; the message names the frame and field and says what to fix."""
 
 
+class MissingCanvas(PoseInputError):
+    """Pixel keypoints whose canvas size nobody gave. `detail` says what was seen; `role` (set by whoever
+    knows it: "reference_keypoints" or "pose_keypoints") lets each interface name its own fix."""
+
+    def __init__(self, detail: str, role: str | None = None) -> None:
+        super().__init__(f"{detail}: give canvas_width and canvas_height, or normalise the coordinates to [0, 1]")
+        self.detail, self.role = detail, role
+
+
+class MissingFps(PoseInputError):
+    """Keypoints that do not state their frame rate, where the render needs one (see MissingCanvas)."""
+
+    def __init__(self, detail: str = "the pose keypoints do not say their frame rate", role: str | None = None):
+        super().__init__(f'{detail}: add "fps" to the JSON document ({{"fps": 30, "frames": [...]}})')
+        self.detail, self.role = detail, role
+
+
 @dataclass(frozen=True, eq=False)
 class PoseSequence:
     """One person's pose over F frames, in normalised DWPose coordinates.
@@ -59,7 +80,8 @@ class PoseSequence:
     body `[F, 20, 2]`, body_present `[F, 20]`; hands `[F, 2, 21, 2]`, hands_present `[F, 2, 21]`;
     face `[F, 68, 2]`, face_present `[F, 68]`. Coordinates of missing points are carried along
     (the original transforms them too) but never drawn. `canvas_width`/`canvas_height` are the pixel
-    size of the source the coordinates were normalised by; `fps` is None when the input did not say.
+    size of the source the coordinates were normalised by; `fps` is None when the input did not say;
+    `carries` is the subset of CARRIES_ALL the source format could hold at all.
     Arrays are copied and made read-only: derive new sequences with `replace` or `select`.
     """
 
@@ -72,6 +94,7 @@ class PoseSequence:
     canvas_width: int
     canvas_height: int
     fps: float | None = None
+    carries: frozenset[str] = CARRIES_ALL
 
     def __post_init__(self) -> None:
         frames = np.asarray(self.body).shape[0] if np.ndim(self.body) else 0

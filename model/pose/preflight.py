@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from model.pose.align import BONES, Alignment, align_to_reference
-from model.pose.keypoints import BODY_POINT_NAMES, HAND_NAMES, PoseSequence
+from model.pose.keypoints import BODY_POINT_NAMES, HAND_NAMES, NUM_BODY_POINTS, PoseSequence
 from model.pose.render import iter_model_frames, reference_pose_for_model
 from model.pose.video import SkeletonVideo
 
@@ -19,6 +19,7 @@ SQUASH_WARNING = 1.25
 # A joint missing in more than this fraction of frames will flicker in the animation.
 MISSING_WARNING_FRACTION = 0.2
 MODEL_ASPECT = 768 / 512  # height / width the model was trained on
+TOE_POINTS = (18, 19)  # body points only some formats have (BODY_25, DWPose's 20-point body)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class PreflightReport:
     # One entry per frame that misses anything: {"frame", "body": [names], "left hand": n, "right hand": n}.
     missing_per_frame: list[dict] = field(default_factory=list)
     missing_fraction: dict[str, float] = field(default_factory=dict)  # body joint -> share of frames missing
+    # What the input format can hold beyond the 18 body points ("toes", "hands", "face"): the rest is
+    # never reported missing, since the file could not have had it.
+    format_carries: list[str] = field(default_factory=list)
     proportions: Proportions | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -64,7 +68,8 @@ def preflight(
     nobody = [int(i) for i in np.flatnonzero(missing.all(axis=1))]
     if nobody:
         warnings.append(f"{len(nobody)} frame(s) have no person at all (first: frame {nobody[0]})")
-    fraction = {name: float(missing[:, k].mean()) for k, name in enumerate(BODY_POINT_NAMES)}
+    fraction = {name: float(missing[:, k].mean()) for k, name in enumerate(BODY_POINT_NAMES)
+                if k < TOE_POINTS[0] or "toes" in driving.carries}
     for name, share in fraction.items():
         if share > MISSING_WARNING_FRACTION:
             warnings.append(f"{name} is missing in {share:.0%} of frames")
@@ -82,6 +87,7 @@ def preflight(
         frames_without_person=nobody,
         missing_per_frame=_missing_per_frame(driving),
         missing_fraction=fraction,
+        format_carries=sorted(driving.carries),
         proportions=proportions,
         warnings=warnings,
     )
@@ -89,9 +95,11 @@ def preflight(
 
 def _missing_per_frame(sequence: PoseSequence) -> list[dict]:
     entries = []
+    body_points = NUM_BODY_POINTS if "toes" in sequence.carries else TOE_POINTS[0]
     for i in range(sequence.num_frames):
-        body = [BODY_POINT_NAMES[k] for k in np.flatnonzero(~sequence.body_present[i])]
-        hands = {name: int((~sequence.hands_present[i, h]).sum()) for h, name in enumerate(HAND_NAMES)}
+        body = [BODY_POINT_NAMES[k] for k in np.flatnonzero(~sequence.body_present[i, :body_points])]
+        hands = {name: int((~sequence.hands_present[i, h]).sum()) for h, name in enumerate(HAND_NAMES)
+                 if "hands" in sequence.carries}
         if body or any(hands.values()):
             entries.append({"frame": i, "body": body, **hands})
     return entries

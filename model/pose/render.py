@@ -5,8 +5,10 @@ format: limb ellipses of half-width 4, the whole body layer dimmed to 60 %, join
 colour, hands on top undimmed, no face. Colours are listed in the order the original writes them into
 its array. It then saved that array with `cv2.imwrite`, which stores channel 0 as blue, and the model
 read the file back as RGB: what the model saw is the drawn array with its channels reversed (limb 0,
-written [255, 0, 0], is blue to the model). Frames are always drawn at 768 x 512 and resized afterwards
-with PIL's bilinear filter, as the original's `Resize` transform does.
+written [255, 0, 0], is blue to the model). Frames are always drawn at 768 x 512, saved as JPEG
+(quality 95, `cv2.imwrite`'s default), read back with PIL and resized with PIL's bilinear filter, as
+the original's pose script and `Resize` transform do; the JPEG round trip moves the tiny model's output
+by about one level on average (docs/sampler.md), so it is kept.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ HAND_EDGE_COLORS = (
 HAND_EDGE_THICKNESS = 2
 HAND_JOINT_COLOR = (0, 0, 255)
 HAND_JOINT_RADIUS = 4
+# `cv2.imwrite`'s JPEG quality: the original's pose script saved every skeleton frame this way.
+ORIGINAL_JPEG_QUALITY = 95
 FACE_COLOR = (255, 255, 255)
 FACE_RADIUS = 3
 
@@ -125,11 +129,12 @@ def draw_frame(
     return canvas
 
 
-def as_model_saw(drawn: np.ndarray, height: int, width: int, jpeg_quality: int | None = None) -> np.ndarray:
+def as_model_saw(drawn: np.ndarray, height: int, width: int,
+                 jpeg_quality: int | None = ORIGINAL_JPEG_QUALITY) -> np.ndarray:
     """A drawn 768x512 array as the model received it: RGB of the saved file, resized to H x W.
 
-    `jpeg_quality=95` also reproduces the original's JPEG round trip (`cv2.imwrite` default quality,
-    read back with PIL); the default keeps frames lossless and identical across library versions.
+    By default the original's JPEG round trip (`cv2.imwrite` at quality 95, read back with PIL);
+    `jpeg_quality=None` skips it (lossless: the drawn colours exactly, e.g. to compare drawings).
     """
     if jpeg_quality is None:
         image = Image.fromarray(np.ascontiguousarray(drawn[..., ::-1]))
@@ -149,7 +154,7 @@ def resize_like_original(image: Image.Image, height: int, width: int) -> np.ndar
 
 
 def iter_model_frames(
-    motion: PoseSequence | SkeletonVideo, height: int, width: int, *, jpeg_quality: int | None = None
+    motion: PoseSequence | SkeletonVideo, height: int, width: int, *, jpeg_quality: int | None = ORIGINAL_JPEG_QUALITY
 ) -> Iterator[np.ndarray]:
     """Model input frames one by one, `[H, W, 3]` uint8 RGB; lets long sequences stream.
 
@@ -164,7 +169,7 @@ def iter_model_frames(
 
 
 def pose_frames_for_model(
-    motion: PoseSequence | SkeletonVideo, height: int, width: int, *, jpeg_quality: int | None = None
+    motion: PoseSequence | SkeletonVideo, height: int, width: int, *, jpeg_quality: int | None = ORIGINAL_JPEG_QUALITY
 ) -> np.ndarray:
     """`[F, H, W, 3]` uint8 RGB: every driving pose frame as the model saw it.
 
@@ -177,7 +182,7 @@ def pose_frames_for_model(
 
 
 def reference_pose_for_model(
-    reference: PoseSequence, height: int, width: int, *, jpeg_quality: int | None = None
+    reference: PoseSequence, height: int, width: int, *, jpeg_quality: int | None = ORIGINAL_JPEG_QUALITY
 ) -> np.ndarray:
     """`[H, W, 3]` uint8 RGB: the reference image's own pose (frame 0, never aligned), as the model saw it."""
     return as_model_saw(draw_frame(reference, 0), height, width, jpeg_quality)

@@ -187,25 +187,35 @@ class UniAnimateUNet(nn.Module):
         x, image, local_image, dwpose, randomref = (
             None if v is None else v.to(self.dtype) for v in (x, image, local_image, dwpose, randomref)
         )
-        batch, _, frames, height, width = x.shape
-        latent_size = (height, width)
         reference_pose = None
         if dwpose is not None and "randomref_pose" in self.config.video_compositions:
             reference_pose, dwpose = dwpose[:, :, :1], dwpose[:, :, 1:]
+        given = {"image": image, "local_image": local_image, "dwpose": dwpose, "randomref": randomref,
+                 "reference_pose": reference_pose}
+        # The condition encoders only see the conditional rows: an unconditional row's inputs are
+        # exact zeros (a missing condition), so its features are zeros without running anything.
+        parts = [self._condition_features(x[part], {k: None if v is None or not conditional else v[part]
+                                                    for k, v in given.items()})
+                 for part, conditional in _row_runs(unconditional, x.shape[0])]
+        h, context = (torch.cat(column) if len(parts) > 1 else column[0] for column in zip(*parts))
+        return self.backbone(h, t, context, x.shape[2] + 1)
 
-        conditions = self._frame_conditions(x, local_image, dwpose, latent_size)
-        reference = self._reference_slot(x, randomref, reference_pose, latent_size)
-        context = self._context(image, batch)
-        if unconditional is not None:
-            if unconditional.shape != (batch,):
-                raise ValueError(f"unconditional must be a [B] = [{batch}] mask, got {list(unconditional.shape)}")
-            # every missing condition is an exact zero input, so zeroing the rows is the same as None
-            conditions, reference = _zero_rows(conditions, unconditional), _zero_rows(reference, unconditional)
-            tokens = _zero_rows(context[:, self.zero_y.shape[1]:], unconditional)
-            context = torch.cat([context[:, : self.zero_y.shape[1]], tokens], dim=1)
-        num_frames = frames + 1
+    def _condition_features(self, x: Tensor, given: dict[str, Tensor | None]) -> tuple[Tensor, Tensor]:
+        """The backbone's input h [B*(F+1), in_dim + concat_dim, h, w] (frames folded into the batch,
+        frame 0 the reference slot) and the context [B, tokens, context_dim] for rows x [B, 4, F, h, w]."""
+        latent_size = tuple(x.shape[3:])
+        conditions = self._frame_conditions(x, given["local_image"], given["dwpose"], latent_size)
+        reference = self._reference_slot(x, given["randomref"], given["reference_pose"], latent_size)
         h = to_frames(torch.cat([reference, torch.cat([x, conditions], dim=1)], dim=2))
+        return h, self._context(given["image"], x.shape[0])
 
+    def backbone(self, h: Tensor, t: Tensor, context: Tensor, num_frames: int) -> Tensor:
+        """Everything after the conditions: time embedding, encoder, middle, decoder; -> [B, 4, F, h, w].
+
+        h: [B*(F+1), in_dim + concat_dim, h, w] frames folded into the batch (frame 0 the reference
+        slot); context: [B, tokens, context_dim]. This is the heavy part with fixed shapes for a
+        whole segment and no host-side logic, which `model.compile.compile_unet` compiles.
+        """
         emb = self.time_embed(sinusoidal_embedding(t, self.config.dim).to(self.dtype))
         emb = emb.repeat_interleave(num_frames, dim=0)
         context = context.repeat_interleave(num_frames, dim=0)
@@ -298,11 +308,23 @@ class UniAnimateUNet(nn.Module):
             raise ValueError("randomref needs dwpose too: frame 0 of dwpose is the reference-image pose")
 
 
-def _zero_rows(values: Tensor, rows: Tensor) -> Tensor:
-    """`values` [B, ...] with the batch rows where `rows` [B] is True set to zero."""
-    keep = ~rows.to(device=values.device, dtype=torch.bool)
-    return torch.where(keep.view(-1, *[1] * (values.dim() - 1)), values, torch.zeros((), dtype=values.dtype,
-                                                                                       device=values.device))
+def _row_runs(unconditional: Tensor | None, batch: int) -> list[tuple[slice, bool]]:
+    """Consecutive batch rows that are all conditional (True) or all unconditional (False).
+
+    The mask is read on the host. Keep it a CPU tensor (the sampler does): a CUDA mask would make
+    every call wait for the GPU to read it back.
+    """
+    if unconditional is None:
+        return [(slice(0, batch), True)]
+    if unconditional.shape != (batch,):
+        raise ValueError(f"unconditional must be a [B] = [{batch}] mask, got {list(unconditional.shape)}")
+    flags = [not flag for flag in unconditional.bool().tolist()]
+    runs, start = [], 0
+    for index in range(1, batch + 1):
+        if index == batch or flags[index] != flags[start]:
+            runs.append((slice(start, index), flags[start]))
+            start = index
+    return runs
 
 
 def _apply(layer: nn.Module, h: Tensor, emb: Tensor, context: Tensor, num_frames: int) -> Tensor:

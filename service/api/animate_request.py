@@ -76,6 +76,17 @@ async def read_multipart(request: Request, tmp: Path, settings: ApiSettings) -> 
     return _finish(files, params[0], webhook, hasher)
 
 
+async def read_body(request: Request, tmp: Path, settings: ApiSettings) -> Submission:
+    """A POST /animate (or /animate/preflight) body of either media type."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return await read_multipart(request, tmp, settings)
+    if media_type == "application/json":
+        return await read_json(request, tmp, settings)
+    raise Problem(415, "unsupported-media-type", "send multipart/form-data (file uploads) or "
+                                                 "application/json (https URLs)")
+
+
 def _save_part(name: str, value: Any, tmp: Path, hasher: ContentHasher) -> Path:
     """Copy one part out of Starlette's spool into our temp dir; hash its bytes on the way.
 

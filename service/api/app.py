@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service.api import problems
 from service.api.bodylimit import BodyLimitMiddleware
-from service.api.routes import animate, events, health, jobs
+from service.api.routes import animate, events, health, jobs, manifest, preflight
 from service.api.state import AppState
 from service.settings import ApiSettings
 
@@ -29,13 +29,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 log.warning("could not create bucket %s: %s", settings.s3_bucket, exc)
         yield
         services.jobs.redis.close()
+        await services.close_fast_reads()
 
     app = FastAPI(title="UniAnimate service", version="0.1.0", lifespan=lifespan,
                   description="Animate a person in a reference image to follow a pose sequence. "
                               "Errors are RFC 9457 problem+json; see docs/api.md.")
     app.state.services = services
     problems.install(app)
-    for module in (animate, jobs, events, health):
+    for module in (animate, preflight, jobs, events, health, manifest):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app

@@ -148,6 +148,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries saying these statuses answer with problem+json."""
+    """OpenAPI `responses` entries saying these statuses answer with problem+json. An authenticated
+    route (401) may also answer 429: every request takes a token of its key's rate limit."""
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)
     return {status: {"description": HTTPStatus(status).phrase,
                      "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for status in statuses}

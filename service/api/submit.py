@@ -1,21 +1,26 @@
-"""Turn a validated submission into a queued job: store inputs, record the job, enqueue it.
+"""Turn a validated submission into a queued job: check the key's limits, store inputs, record the job.
 
-If any step fails, everything made so far is removed (inputs, record, idempotency key) and
-the caller answers 503: a job either exists and is queued on the broker, or does not exist.
-A broker that took the message but timed out answering can still deliver a job id that has
-been rolled back; the worker must ignore ids it cannot find (JobNotFound).
+The record is written in one transaction with the key's limits check and its place in the key's
+fair waiting list (service.jobs.admission); a render worker's dispatcher sends it to the broker
+in fair order (service.jobs.fair_queue). If any step fails, everything made so far is removed
+(inputs, record, idempotency key) and the caller answers 503, or 429 when a limit refused the job:
+a job either exists and waits for its turn, or does not exist.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from service.api.auth import limit_problem
 from service.api.problems import Problem
 from service.api.state import AppState
 from service.inputs.checks import CheckedInput
-from service.jobs.queue import EnqueueFailed, enqueue_render
+from service.jobs.admission import admission
+from service.jobs.key_limits import LimitExceeded
 from service.jobs.record import Job
 from service.jobs.store import JobNotFound
 from service.storage.objects import input_key, job_prefix
@@ -29,24 +34,29 @@ class Submitted:
     replayed: bool  # True: an earlier request with the same Idempotency-Key made this job
 
 
-def submit(state: AppState, owner: str, checked: list[CheckedInput], submission, idempotency_key: str | None
+def submit(state: AppState, owner: str, checked: list[CheckedInput], submission, idempotency_key: str | None,
+           *, more_inputs: Callable[[str], dict[str, str]] | None = None, extra: dict[str, Any] | None = None
            ) -> Submitted:
+    """`more_inputs(job_id)` adds inputs that are already in storage (a batch's shared motion, a
+    re-render's copies: it may store objects under the new job's prefix); `extra` sets more record
+    fields (`rerender_of`, `group_id`)."""
     job_id = uuid.uuid4().hex
     if idempotency_key is not None:
         earlier = _replay(state, owner, idempotency_key, submission.content_hash, job_id)
         if earlier is not None:
             return Submitted(earlier, replayed=True)
     try:
+        # before storing anything (create checks again, exactly, inside its transaction)
+        state.key_limits.check_submission(state.jobs.redis, owner)
         inputs = {item.name: state.storage.put_file(input_key(job_id, item.storage_name), item.path,
                                                     item.content_type).key for item in checked}
-        job = state.jobs.create(job_id, owner, submission.params.with_seed(), inputs, submission.webhook)
-        enqueue_render(state.celery, job_id)
+        inputs |= more_inputs(job_id) if more_inputs else {}
+        job = state.jobs.create(job_id, owner, submission.params.with_seed(), inputs, submission.webhook,
+                                extra=extra, admit=admission(state.key_limits, state.fair, owner, job_id))
     except BaseException as exc:
         _rollback(state, owner, job_id, idempotency_key)
-        if isinstance(exc, EnqueueFailed):
-            log.warning("%s", exc)
-            raise Problem(503, "unavailable", "the job queue is unreachable; nothing was created, retry later",
-                          headers={"Retry-After": "5"}) from exc
+        if isinstance(exc, LimitExceeded):
+            raise limit_problem(exc) from None
         raise
     return Submitted(job, replayed=False)
 

@@ -14,8 +14,16 @@ from typing import Any
 import av
 from PIL import Image, UnidentifiedImageError
 
-from model.pose.formats import parse_pose_json
-from model.pose.keypoints import PoseInputError
+from model.pose.formats import DefaultCanvas, parse_pose_json
+from model.pose.keypoints import MissingCanvas, PoseInputError
+
+# What fixes pixel keypoints without a canvas, in the request's words (the worker says the same through
+# service.jobs.params.in_api_words, the command line through cli/hints.py).
+CANVAS_FIX = {
+    "pose_keypoints": "set params.pose_canvas_width and params.pose_canvas_height (the pixel size of the video "
+                      "the poses came from), or add canvas_width and canvas_height to the file",
+    "reference_keypoints": "add canvas_width and canvas_height (the reference photo's pixel size) to the file",
+}
 
 IMAGE_FORMATS = {"PNG": ("png", "image/png"), "JPEG": ("jpg", "image/jpeg"), "WEBP": ("webp", "image/webp")}
 # demuxers FFmpeg may use on an upload: no playlists, no image sequences, no network protocols
@@ -126,7 +134,8 @@ def _video_info(name: str, container, limits: Limits) -> dict[str, Any]:
             "duration_s": round(duration, 3)}
 
 
-def check_keypoints(name: str, path: Path, limits: Limits) -> CheckedInput:
+def check_keypoints(name: str, path: Path, limits: Limits, *, canvas: tuple[int, int] | None = None,
+                    default_canvas: DefaultCanvas = None) -> CheckedInput:
     """Parse keypoint JSON with the API's limits (size, nesting, finite numbers), then with the
     parser the worker uses (model.pose), so a document the worker would refuse is refused now,
     with the parser's message naming the frame and field. Only numpy is imported for this."""
@@ -137,8 +146,11 @@ def check_keypoints(name: str, path: Path, limits: Limits) -> CheckedInput:
     if not isinstance(document, dict | list):  # the parser would take a string for JSON text
         raise InputError(name, f"expected a list of frames or an object with a 'frames' list, "
                                f"got a JSON {type(document).__name__}")
+    width, height = canvas or (None, None)
     try:
-        sequence = parse_pose_json(document)
+        sequence = parse_pose_json(document, canvas_width=width, canvas_height=height, default_canvas=default_canvas)
+    except MissingCanvas as exc:  # in the request's words: which field fixes it
+        raise InputError(name, f"{exc.detail}: {CANVAS_FIX[name]}") from exc
     except PoseInputError as exc:
         raise InputError(name, str(exc)) from exc
     if name == "reference_keypoints" and sequence.num_frames != 1:

@@ -72,6 +72,8 @@ class VideoFacts(BaseModel):
 
 class Result(VideoFacts):
     key: str = Field(description="storage key of the MP4; the API turns it into `url`")
+    manifest_key: str | None = Field(None, description="storage key of manifest.json; the API links it as "
+                                                       "`manifest_url` (None: a job from before manifests)")
 
 
 class JobError(BaseModel):
@@ -87,6 +89,17 @@ class Webhook(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     untrained: bool = Field(description="true for the tiny random-weight model: output is not meaningful")
+
+
+class RerenderOrigin(BaseModel):
+    """A job made by POST /jobs/{id}/rerender: segments 0..from_segment-1 are its parent's (copied
+    into its own storage at submission), the rest are rendered with its own seed."""
+    parent_id: str
+    from_segment: int = Field(ge=0)
+    # the seed plan (model.longvideo.chain.SamplingOptions): segment seeds derive from `base_seed`,
+    # and from each change's seed from its segment on; the last change is (from_segment, params.seed)
+    base_seed: int
+    seed_changes: list[tuple[int, int]]
 
 
 class Job(BaseModel):
@@ -118,13 +131,44 @@ class Job(BaseModel):
     # where the current run started, for the ETA (a resumed run starts part way through)
     run_started_at: datetime | None = None
     run_start_fraction: float = 0.0
+    # issue 15: studio features (re-render from a segment, batches of references)
+    rerender_of: RerenderOrigin | None = None
+    group_id: str | None = Field(None, description="the POST /animate/batch group this job belongs to")
 
-    def public(self, video_url: str | None = None) -> dict[str, Any]:
+    def public(self, video_url: str | None = None, manifest_url: str | None = None) -> dict[str, Any]:
         """The record as clients see it: no owner, no storage keys, no bookkeeping."""
-        body = self.model_dump(mode="json", exclude={"owner", "run_started_at", "run_start_fraction",
-                                                     "inputs", "worker", "retention_s"})
-        body["inputs"] = sorted(self.inputs)
-        if body["result"] is not None:
-            body["result"].pop("key")
-            body["result"]["url"] = video_url
-        return body
+        return public_view(self.model_dump(mode="json"), video_url, manifest_url)
+
+
+PRIVATE_FIELDS = frozenset({"owner", "run_started_at", "run_start_fraction", "worker", "retention_s"})
+
+
+def public_view(doc: dict[str, Any], video_url: str | None = None,
+                manifest_url: str | None = None) -> dict[str, Any]:
+    """A record's JSON document (as stored, or `model_dump(mode="json")`) as clients see it.
+
+    GET /jobs/{id} calls this on the stored document without validating it into a Job (that
+    validation was most of a status read's cost); `is_current` says when the document may be
+    used so (it was written by this version's model)."""
+    body = {name: value for name, value in doc.items() if name not in PRIVATE_FIELDS}
+    body["inputs"] = sorted(doc["inputs"])
+    if body["result"] is not None:
+        result = body["result"] = dict(body["result"])
+        result.pop("key")
+        result["url"] = video_url
+        if result.pop("manifest_key", None) is not None:
+            result["manifest_url"] = manifest_url
+    return body
+
+
+def is_current(doc: dict[str, Any]) -> bool:
+    """True when the stored document has every field this version's Job (and its progress) has:
+    a record written before a field was added must be validated to get that field's default."""
+    return (doc.keys() >= _JOB_FIELDS and isinstance(doc.get("progress"), dict)
+            and doc["progress"].keys() >= _PROGRESS_FIELDS and isinstance(doc.get("params"), dict)
+            and doc["params"].keys() >= _PARAMS_FIELDS)
+
+
+_JOB_FIELDS = frozenset(Job.model_fields)
+_PROGRESS_FIELDS = frozenset(Progress.model_fields)
+_PARAMS_FIELDS = frozenset(RenderParams.model_fields)

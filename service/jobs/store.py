@@ -22,6 +22,7 @@ import redis
 from redis.exceptions import WatchError
 
 from service.jobs.index import StateIndex, epoch_seconds
+from service.jobs.owners import OwnerIndex
 from service.jobs.params import RenderParams
 from service.jobs.record import (
     TRANSITIONS,
@@ -60,6 +61,14 @@ class Event:
 Change = Callable[[Job], tuple[Job, list[tuple[str, dict[str, Any]]]]]
 
 
+@dataclass(frozen=True)
+class Admit:
+    """What JobStore.create runs inside its transaction (see there)."""
+    watch: tuple[str, ...]
+    check: Callable[[Any], None]
+    write: Callable[[Any], None]
+
+
 class JobStore:
     def __init__(self, client: redis.Redis, prefix: str = "unianimate",
                  retention_s: int = DEFAULT_RETENTION_S) -> None:
@@ -67,6 +76,7 @@ class JobStore:
         self.prefix = prefix
         self.retention_s = retention_s  # for jobs created through this store
         self.index = StateIndex(prefix)
+        self.owners = OwnerIndex(prefix)  # per-key live jobs and GPU time (limits, fair order)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float = 5.0, prefix: str = "unianimate",
@@ -88,21 +98,36 @@ class JobStore:
 
     # create / read / delete ----------------------------------------------------------------
     def create(self, job_id: str, owner: str, params: RenderParams, inputs: dict[str, str],
-               webhook: Webhook | None = None) -> Job:
-        """Record a new queued job. Raises ValueError if the id is taken."""
+               webhook: Webhook | None = None, *, admit: Admit | None = None,
+               extra: dict[str, Any] | None = None) -> Job:
+        """Record a new queued job. Raises ValueError if the id is taken.
+
+        `admit` (the per-key limits and the fair queue, service.api.submit) runs inside the same
+        transaction: its `check(pipe)` reads (and WATCHes) what it needs and may raise to refuse the
+        job; its `write(pipe)` queues more writes. So a job is recorded and put in its key's waiting
+        list together, or not at all, and two submissions cannot both pass a limit only one fits in."""
         job = Job(id=job_id, owner=owner, params=params, inputs=inputs, webhook=webhook,
-                  retention_s=self.retention_s)
+                  retention_s=self.retention_s, **(extra or {}))  # extra: rerender_of, group_id
         key = self._key(job_id)
         with self.redis.pipeline() as pipe:
-            pipe.watch(key)
-            if pipe.exists(key):
-                raise ValueError(f"job {job_id} already exists")
-            pipe.multi()
-            pipe.set(key, job.model_dump_json())
-            self.index.add(pipe, job_id, job.status)
-            self._append(pipe, job_id, "status", _status_data(job))
-            pipe.execute()  # WatchError here means another writer took the id: let it propagate
-        return job
+            while True:
+                try:
+                    pipe.watch(key, *(admit.watch if admit else ()))
+                    if pipe.exists(key):
+                        raise ValueError(f"job {job_id} already exists")
+                    if admit:
+                        admit.check(pipe)
+                    pipe.multi()
+                    pipe.set(key, job.model_dump_json())
+                    self.index.add(pipe, job_id, job.status)
+                    self.owners.add(pipe, owner, job_id, job.status)
+                    self._append(pipe, job_id, "status", _status_data(job))
+                    if admit:
+                        admit.write(pipe)
+                    pipe.execute()
+                    return job
+                except WatchError:
+                    continue  # a watched count changed (or the id was taken: the next round says so)
 
     def get(self, job_id: str) -> Job:
         raw = self.redis.get(self._key(job_id))
@@ -137,6 +162,7 @@ class JobStore:
         if to is JobStatus.FAILED and error is None:
             raise ValueError("a failed job needs an error {code, message}")
         extra: dict[str, float] = {}
+        owner: list[str] = []
 
         def change(job: Job):
             if to not in TRANSITIONS[job.status]:
@@ -145,6 +171,7 @@ class JobStore:
             updates: dict[str, Any] = {"status": to, "updated_at": now}
             if job.status is JobStatus.RUNNING and job.run_started_at is not None:
                 extra["gpu_seconds"] = (now - job.run_started_at).total_seconds()
+                owner.append(job.owner)
             if to is JobStatus.RUNNING:
                 updates |= {"worker": worker, "runs": job.runs + 1, "started_at": job.started_at or now,
                             "run_started_at": now, "run_start_fraction": job.progress.fraction,
@@ -161,6 +188,7 @@ class JobStore:
         def counters(pipe) -> None:
             if "gpu_seconds" in extra:
                 pipe.hincrbyfloat(self.metrics_key, "gpu_seconds_total", extra["gpu_seconds"])
+                self.owners.add_gpu_seconds(pipe, owner[-1], extra["gpu_seconds"])
 
         return self._mutate(job_id, change, after_write=counters)
 
@@ -270,6 +298,7 @@ class JobStore:
         pipe.set(self._key(after.id), after.model_dump_json(), exat=expires)
         if after.status is not before.status:
             self.index.move(pipe, after.id, before.status, after.status, expires)
+            self.owners.move(pipe, after.owner, after.id, before.status, after.status)
         for name, data in events:
             self._append(pipe, after.id, name, data)
         if expires is not None:
@@ -296,6 +325,7 @@ class JobStore:
                     if delete:
                         pipe.delete(key, self.stream_key(job_id))
                         self.index.remove(pipe, job_id, before.status)
+                        self.owners.remove(pipe, before.owner, job_id, before.status)
                     else:
                         self._write(pipe, before, after, events)
                     if after_write:

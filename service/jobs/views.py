@@ -12,7 +12,16 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.jobs.params import RenderParams
-from service.jobs.record import JobError, JobStatus, ModelInfo, Progress, SegmentEntry, VideoFacts, Webhook
+from service.jobs.record import (
+    JobError,
+    JobStatus,
+    ModelInfo,
+    Progress,
+    RerenderOrigin,
+    SegmentEntry,
+    VideoFacts,
+    Webhook,
+)
 
 
 class _Strict(BaseModel):
@@ -28,6 +37,7 @@ class JobLinks(_Strict):
 
 class ResultView(VideoFacts, _Strict):
     url: str | None = Field(description="presigned object-storage URL, or this API's /jobs/{id}/video")
+    manifest_url: str | None = Field(None, description="GET /jobs/{id}/manifest: what produced the video")
 
 
 class JobView(_Strict):
@@ -49,4 +59,9 @@ class JobView(_Strict):
     handbacks: int
     model: ModelInfo | None
     expires_at: datetime | None = Field(description="when a finished job's record is deleted")
+    rerender_of: RerenderOrigin | None = None
+    group_id: str | None = None
+    queue_position: int | None = Field(
+        None, description="GET /jobs/{id} of a queued job: how many jobs start before it, in the fair order "
+                          "across API keys (0: it is next); null once it is handed to a worker")
     links: JobLinks

@@ -6,6 +6,9 @@ a client sent, so no request can choose where a file lands.
     jobs/{job_id}/inputs/{name}           validated inputs (reference_image.png, pose_video.mp4, ...)
     jobs/{job_id}/segments/{k:04d}.{ext}  the frames of finished segment k and its last frame
     jobs/{job_id}/result.mp4              the final video
+    jobs/{job_id}/live.m3u8, live/...     the HLS playlist of finished segments and its fragments
+    previews/{preview_id}/...             preflight previews (strip.png, preview.mp4), kept briefly
+    jobs/{job_id}/manifest.json           how the video was made (reproducibility manifest)
 """
 from __future__ import annotations
 
@@ -92,6 +95,24 @@ def result_key(job_id: str) -> str:
     return f"{job_prefix(job_id)}result.mp4"
 
 
+# Preflight previews and the live playlist (issue 14: the web page)
+def preview_key(preview_id: str, name: str) -> str:
+    """An aligned-skeleton preview of POST /animate/preflight: `previews/{id}/{name}`, kept briefly."""
+    return f"previews/{_check_job_id(preview_id)}/{_check_name(name)}"
+
+
+def live_key(job_id: str, name: str | None = None) -> str:
+    """`jobs/{id}/live.m3u8` (name None), or one of its fragments `jobs/{id}/live/{name}`."""
+    if name is None:
+        return f"{job_prefix(job_id)}live.m3u8"
+    return f"{job_prefix(job_id)}live/{_check_name(name)}"
+
+
+def manifest_key(job_id: str) -> str:
+    """What produced the result (worker/manifest.py), next to it."""
+    return f"{job_prefix(job_id)}manifest.json"
+
+
 def file_digest(path: Path) -> tuple[int, str]:
     """(size, sha256 hex) of a file, read in chunks."""
     digest, size = hashlib.sha256(), 0
@@ -147,6 +168,14 @@ class Storage(ABC):
             path = Path(tmp) / "blob"
             self.get_file(key, path)
             return path.read_bytes()
+
+    def copy(self, source: str, dest: str, content_type: str = "application/octet-stream") -> None:
+        """Copy one object to another key (a re-render takes its parent's inputs and segments);
+        ObjectNotFound if `source` is absent. Backends that can copy without a download override it."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "blob"
+            self.get_file(source, path)
+            self.put_file(dest, path, content_type)
 
 
 class LocalStorage(Storage):

@@ -22,6 +22,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "job.succeeded",
     "job.failed",
     "job.canceled",
+    "group.completed",  # POST /animate/batch: every member of the group is final (sent once)
 )
 
 DEFAULT_PROGRESS_INTERVAL_S = 10.0

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from service.jobs.record import Job
+from service.jobs.record import Job, Webhook
 from service.webhooks.events import ProgressThrottle, build_event, wants_event
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,23 @@ class WebhookOutbox:
         except Exception as exc:  # noqa: BLE001  (the record is due: the relay enqueues it later)
             log.warning("webhook %s (%s) of job %s recorded but not enqueued (%s); the relay will send it",
                         event.id, event_type, job.id, exc)
+        return event.id
+
+    def emit_group(self, group_id: str, webhook: Webhook, event_type: str, data: dict[str, Any]) -> str | None:
+        """A group's one event (`group.completed`, data: the group summary): terminal, so it is
+        recorded at most once however many finishing members try."""
+        if not wants_event(event_type, webhook.events):
+            return None
+        event = build_event(event_type, data)
+        record = {"group_id": group_id, "url": webhook.url, "event": event.to_dict(),
+                  "attempts": 0, "status": "pending", "detail": ""}
+        if not self._record(f"group-{group_id}", event.id, record, terminal=True):
+            return None
+        try:
+            self.enqueue(event.id)
+        except Exception as exc:  # noqa: BLE001  (the record is due: the relay enqueues it later)
+            log.warning("webhook %s (%s) of group %s recorded but not enqueued (%s); the relay will send it",
+                        event.id, event_type, group_id, exc)
         return event.id
 
     def _record(self, job_id: str, event_id: str, record: dict[str, Any], *, terminal: bool) -> bool:

@@ -32,6 +32,11 @@ class PoisonedRenderer:
             os.kill(os.getpid(), signal.SIGKILL)
         return self._renderer.render_segment(*args, seed=seed, **kwargs)
 
+    def denoise_segment(self, *args, seed: int, **kwargs):  # what the chained renderer calls
+        if seed in _POISONED:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self._renderer.denoise_segment(*args, seed=seed, **kwargs)
+
 
 def poisoned_renderer(settings, process_index: int = 0) -> PoisonedRenderer:
     return PoisonedRenderer(load_renderer(settings, process_index))

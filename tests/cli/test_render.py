@@ -89,7 +89,8 @@ def test_fps_is_the_rate_of_keypoints_that_do_not_state_one(tmp_path, capsys):
     motion = load_motion(tmp_path, "--pose-keypoints", str(tmp_path / "poses.json"), "--fps", "24")
     assert (motion.fps, len(motion.poses)) == (Fraction(12), 30)  # sampled like a 24 fps source
     assert render_cli.main(argv(tmp_path, "--pose-keypoints", str(tmp_path / "poses.json"))) == 2
-    assert 'do not say their frame rate: add "fps"' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "poses.json: the pose keypoints do not say their frame rate: give --fps" in err  # the CLI's words
 
 
 def test_a_pose_video_is_a_skeleton_video_read_lazily(tmp_path):
@@ -123,3 +124,27 @@ def test_camera_footage_as_a_pose_video_needs_extract_poses(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert "unianimate render: error: --pose-video" in err and "looks like camera footage" in err
     assert "add --extract-poses" in err and not (tmp_path / "out.mp4").exists()
+
+
+def test_conditions_pick_the_originals_sets_and_their_noise_prior(tmp_path, capsys):
+    write_job(tmp_path, frames=4, fps=15)
+    poses = ["--pose-keypoints", str(tmp_path / "poses.json"), "--steps", "1", "--seed", "3"]
+    parser = render_cli.build_parser()
+    default = render_cli.render_options(parser.parse_args(argv(tmp_path, *poses)), (SIZE, SIZE))
+    assert (default.conditions, default.sampling.noise_prior_t) == ("chained", 939)
+    original = parser.parse_args(argv(tmp_path, *poses, "--conditions", "image,local_image,dwpose"))
+    options = render_cli.render_options(original, (SIZE, SIZE))
+    assert (options.conditions, options.sampling.noise_prior_t) == ("image,local_image,dwpose", 949)
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv(tmp_path, *poses, "--conditions", "image,dwpose"))
+    (tmp_path / "first.png").write_bytes((tmp_path / "ref.png").read_bytes())
+    assert render_cli.main(argv(tmp_path, *poses, "--conditions", "image,randomref,dwpose",
+                                "--first-frame", str(tmp_path / "first.png"))) == 2
+    assert "--first-frame needs --conditions chained" in capsys.readouterr().err
+    videos = {}
+    for conditions in ("chained", "image,local_image,dwpose", "image,randomref,dwpose"):
+        assert render_cli.main(argv(tmp_path, *poses, "--conditions", conditions)) == 0
+        videos[conditions] = np.stack(decoded_frames(tmp_path / "out.mp4")).astype(int)
+    # each set conditions the model differently (chained and image,randomref,dwpose differ by the prior)
+    assert not np.array_equal(videos["chained"], videos["image,randomref,dwpose"])
+    assert not np.array_equal(videos["image,local_image,dwpose"], videos["image,randomref,dwpose"])

@@ -65,7 +65,7 @@ def test_options_follow_the_arguments(tmp_path):
             "bf16",
         )
     )
-    options = render_cli.render_options(args)
+    options = render_cli.render_options(args, (args.height, args.width))
     assert (options.height, options.width, options.mode, options.segment_frames) == (H, W, "window", 16)
     assert (options.sampling.steps, options.sampling.seed, options.sampling.guidance_scale) == (7, 9, 3.5)
     assert (options.context_size, options.context_overlap, options.context_batch_size, options.crf) == (
@@ -129,7 +129,7 @@ def test_interrupt_leaves_no_file(tmp_path, fake_job, monkeypatch, capsys):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fake_job, "render_segment", interrupt)
+    monkeypatch.setattr(fake_job, "denoise_segment", interrupt)  # the chain denoises, then decodes
     assert render_cli.main(argv(tmp_path)) == 130
     assert "canceled" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["ref.png"]
@@ -265,6 +265,6 @@ def test_bad_input_found_while_rendering_is_an_error_not_a_traceback(tmp_path, c
     def undecodable(*args, **kwargs):
         raise ValueError("the video could not be decoded; re-encode it")
 
-    monkeypatch.setattr(fake_job, "render_segment", undecodable)
+    monkeypatch.setattr(fake_job, "denoise_segment", undecodable)
     assert_refused(tmp_path, capsys, argv(tmp_path), "the video could not be decoded; re-encode it")
     assert [p.name for p in tmp_path.iterdir()] == ["ref.png"]

@@ -36,7 +36,8 @@ EXCLUDED = [positive_data_acceptance]
 @pytest.fixture
 def app(redis_url, tmp_path):
     return create_app(ApiSettings(redis_url=redis_url, storage="local", local_storage_dir=tmp_path / "storage",
-                                  api_keys=(KEY, OTHER_KEY), sse_keepalive_s=0.2))
+                                  api_keys=(KEY, OTHER_KEY), sse_keepalive_s=0.2,
+                                  key_rate_per_s=0, key_max_queued=0))  # limits: test_key_limits.py
 
 
 def real_job_ids(app) -> list[str]:

@@ -26,8 +26,9 @@ CASES = {
     "17 body points": (payloads.openpose_frames(1, points=[0.5, 0.5, 0.9] * 17), "has 17 points"),
     "not a multiple of 3": (payloads.openpose_frames(1, points=[0.5] * 53), "not a multiple of 3"),
     "negative confidence": (payloads.openpose_frames(1, points=[0.5, 0.5, -0.9] * 18), "confidence"),
-    "a point far off the canvas": (payloads.openpose_frames(1, points=[50.0, 0.5, 0.9] * 18),
-                                   "canvas"),
+    # pixels with no canvas are fine (alignment cancels the canvas out); off a canvas the file states is not
+    "a point far off the canvas": (json.dumps({"fps": 8, "canvas_width": 64, "canvas_height": 64, "frames": [
+        {"people": [{"pose_keypoints_2d": [500.0, 10.0, 0.9] * 18}]}]}).encode(), "canvas"),
     "17 people in a frame": (json.dumps({"fps": 8, "frames": [{"people": [{"pose_keypoints_2d": BODY}] * 17}]})
                              .encode(), "17 people"),
     "fps 0": (payloads.openpose_frames(1, fps=0), "fps must be a positive number"),

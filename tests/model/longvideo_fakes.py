@@ -32,12 +32,16 @@ class FakeRenderer:
         self.calls: list[Call] = []
         self.references_prepared = 0
         self.steps_run = 0
+        self.frames_decoded = 0
 
     def prepare_reference(self, image: np.ndarray, ref_pose: np.ndarray, height: int, width: int) -> int:
         self.references_prepared += 1
         return int(image.mean() + ref_pose.mean()) % 256
 
-    def render_segment(
+    def render_segment(self, ref, poses, first_frame, **kwargs):
+        return self.decode_segment(self.denoise_segment(ref, poses, first_frame, **kwargs), slice(None))
+
+    def denoise_segment(
         self,
         ref,
         poses,
@@ -50,6 +54,7 @@ class FakeRenderer:
         progress=None,
         should_cancel=None,
     ):
+        """The "latents" are the frames; `decode_segment` slices them and counts what it decoded."""
         self.calls.append(Call(seed, len(poses), None if first_frame is None else first_frame.copy()))
         self._denoise(steps, progress, should_cancel)
         out = self._frames(ref, poses, seed, self.noise).astype(np.uint16)
@@ -57,6 +62,10 @@ class FakeRenderer:
             out = (out + first_frame[None] // 4) % 256
             out[0] = first_frame
         return out.astype(np.uint8)
+
+    def decode_segment(self, latents, frames):
+        self.frames_decoded += len(latents[frames])
+        return latents[frames].copy()
 
     def render_window(
         self,

@@ -22,14 +22,25 @@ def run_conformance(*paths) -> subprocess.CompletedProcess:
 
 def test_every_shared_fixture_passes(reference):
     files = shared_files(reference)
-    kinds = {"schedule.pt", "ddim_toy.pt", "ddim_long_toy.pt", "unet_tiny.pt", "vae_tiny.pt",
+    kinds = {"schedule.pt", "ddim_toy.pt", "ddim_long_toy.pt", "unet_tiny.pt", "vae_tiny.pt", "pipeline_tiny.pt",
              "unianimate_unet_state_dict.json", "sd21_vae_state_dict.json", "unianimate_unet_summary.json"}
     assert kinds <= {f.name for f in files}, "the shared reference set changed: update this test"
     result = run_conformance(*files)
     lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(lines) == len(files) and all(line.startswith("PASS") for line in lines)
-    assert f"{len(files)} passed, 0 failed" in result.stdout
+    # a pipeline file gives one line per condition set: pipeline_tiny.pt has two
+    expected = len(files) + sum(1 for f in files if f.name.startswith("pipeline_"))
+    assert len(lines) == expected and all(line.startswith("PASS") for line in lines)
+    assert sum("pipeline_tiny.pt [image,local_image,dwpose]" in line for line in lines) == 1
+    assert sum("pipeline_tiny.pt [image,randomref,dwpose]" in line for line in lines) == 1
+    assert f"{expected} passed, 0 failed" in result.stdout
+
+
+def test_conditions_flag_replays_one_set(reference):
+    result = run_conformance("--conditions", "image,local_image,dwpose", reference / "fixtures" / "pipeline_tiny.pt")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[image,local_image,dwpose]" in result.stdout and "randomref,dwpose]" not in result.stdout
+    assert run_conformance("--conditions", "nonsense", reference / "fixtures" / "schedule.pt").returncode == 2
 
 
 def test_a_tampered_fixture_fails_with_exit_1(reference, tmp_path):

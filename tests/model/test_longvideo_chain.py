@@ -121,8 +121,8 @@ def test_progress_eta_uses_the_rate_of_this_run():
 
 def test_a_renderer_returning_the_wrong_shape_is_reported():
     class Broken(FakeRenderer):
-        def render_segment(self, *args, **kwargs):
-            return super().render_segment(*args, **kwargs)[:-1]
+        def decode_segment(self, latents, frames):
+            return super().decode_segment(latents, frames)[:-1]
 
     with pytest.raises(RuntimeError, match="expected uint8"):
         run(Broken(), pose_frames(12, H, W))

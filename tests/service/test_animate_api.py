@@ -1,5 +1,4 @@
 """POST /animate through GET/cancel/video, against real Redis and local storage."""
-import base64
 import hashlib
 import json
 
@@ -16,13 +15,18 @@ def broker_messages(state):
     return [json.loads(raw) for raw in state.jobs.redis.lrange(RENDER_QUEUE, 0, -1)]
 
 
+def waiting(state, owner="anonymous"):
+    """The key's fair waiting list: a render worker's dispatcher sends these to the broker."""
+    return [raw.decode() for raw in state.jobs.redis.lrange(state.fair.waiting_key(owner), 0, -1)]
+
+
 def submit(client, **kwargs):
     response = client.post("/animate", files=kwargs.pop("files", None) or keypoint_upload(), **kwargs)
     assert response.status_code == 202, response.text
     return response
 
 
-def test_submission_stores_inputs_records_and_enqueues(client, state, settings):
+def test_submission_stores_inputs_records_and_queues_it_for_its_key(client, state, settings):
     response = submit(client, data={"params": '{"steps": 12, "seed": 5}'})
     body = response.json()
     job_id = body["job_id"]
@@ -37,11 +41,9 @@ def test_submission_stores_inputs_records_and_enqueues(client, state, settings):
     assert stored == [f"jobs/{job_id}/inputs/pose_keypoints.json", f"jobs/{job_id}/inputs/reference_image.png"]
     assert state.storage.get_bytes(job.inputs["reference_image"]) == png_bytes()
 
-    (message,) = broker_messages(state)
-    assert message["headers"]["task"] == "unianimate.render" and message["headers"]["id"] == job_id
-    assert message["properties"]["delivery_info"]["routing_key"] == RENDER_QUEUE
-    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    assert args == [job_id]
+    # in its key's fair list, not yet on the broker: the dispatcher releases it in fair order
+    assert waiting(state) == [job_id] and broker_messages(state) == []
+    assert state.fair.redis.zscore(state.fair.turns_key, "anonymous") == 0  # a key never served goes first
 
 
 def test_seed_is_chosen_and_recorded_when_omitted(client, state):
@@ -76,7 +78,7 @@ def test_idempotency_same_body_same_job(client, state):
     again = submit(client, headers=headers, data={"params": '{ "steps" : 9 }'})  # same meaning
     assert again.json()["job_id"] == first.json()["job_id"]
     assert again.headers["idempotent-replayed"] == "true"
-    assert len(broker_messages(state)) == 1
+    assert waiting(state) == [first.json()["job_id"]]
     different = client.post("/animate", files=keypoint_upload(), headers=headers, data={"params": '{"steps": 8}'})
     assert_problem(different, 422, "idempotency-key-reused")
     other_key = submit(client, headers={"Idempotency-Key": "order-2"}, data={"params": '{"steps": 9}'})
@@ -152,17 +154,29 @@ def test_video_of_a_finished_job_is_served_from_local_storage(client, state):
     assert_problem(client.post(f"/jobs/{job_id}/cancel"), 409, "job-finished")
 
 
-def test_enqueue_failure_leaves_nothing_behind(make_client, settings):
+def test_submission_does_not_need_the_broker(make_client):
+    # the job waits in its key's list in Redis; the dispatcher publishes it once the broker is back
     client = make_client(broker_url="redis://127.0.0.1:1/0")
     state = client.app.state.services
+    job_id = submit(client).json()["job_id"]
+    assert waiting(state) == [job_id] and state.jobs.get(job_id).status is JobStatus.QUEUED
+
+
+def test_a_refused_submission_leaves_nothing_behind(make_client, settings):
+    client = make_client(key_max_queued=1)
+    state = client.app.state.services
+    first = submit(client).json()["job_id"]
     response = client.post("/animate", files=keypoint_upload(), headers={"Idempotency-Key": "retry-me"})
-    assert "nothing was created" in assert_problem(response, 503, "unavailable")["detail"]
-    assert sum(state.jobs.counts_by_status().values()) == 0
-    assert not [p for p in settings.local_storage_dir.rglob("*") if p.is_file()]
-    assert state.jobs.redis.keys("unianimate:job:*") == []
-    # the key was released: the retry, once the broker is back, creates the job
-    healthy = make_client()
-    assert submit(healthy, headers={"Idempotency-Key": "retry-me"}).status_code == 202
+    problem = assert_problem(response, 429, "limit-exceeded")
+    assert problem["limit"] == "max_queued" and int(response.headers["retry-after"]) >= 1
+    assert state.jobs.counts_by_status()[JobStatus.QUEUED] == 1 and waiting(state) == [first]
+    stored = {p.parts[len(settings.local_storage_dir.parts) + 1] for p in settings.local_storage_dir.rglob("*")
+              if p.is_file()}
+    assert stored == {first}, "only the accepted job's inputs are stored"
+    # the Idempotency-Key was released: once the limit is lifted, the retry creates the job
+    state.key_limits.set_overrides("anonymous", {"max_queued": 5})
+    again = submit(client, headers={"Idempotency-Key": "retry-me"}).json()["job_id"]
+    assert waiting(state) == [first, again]
 
 
 def test_storage_failure_is_a_503_and_leaves_no_record(make_client, tmp_path):

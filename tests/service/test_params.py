@@ -6,8 +6,26 @@ from service.jobs.params import RenderParams
 
 def test_defaults_are_the_original_long_video_recipe():
     p = RenderParams()
-    assert (p.steps, p.guidance_scale, p.height, p.width, p.segment_frames) == (30, 2.5, 768, 512, 32)
+    assert (p.steps, p.guidance_scale, p.segment_frames) == (30, 2.5, 32)
+    assert (p.height, p.width) == (None, None)  # the worker takes the reference's aspect within 768x512
     assert (p.long_video_mode, p.align_pose, p.noise_prior_t, p.seed) == ("chain", True, 939, None)
+
+
+def test_the_default_size_follows_the_reference_aspect():
+    from model.frame_size import default_frame_size
+
+    assert default_frame_size(512, 768) == (768, 512)  # the released model's own portrait size
+    assert default_frame_size(1000, 1000) == (576, 576)
+    assert default_frame_size(1920, 1080) == (448, 832)
+    assert default_frame_size(512, 768, area=192 * 128) == (192, 128)
+
+
+def test_a_pose_canvas_is_both_sides_or_none():
+    import pydantic
+
+    assert RenderParams(pose_canvas_width=320, pose_canvas_height=240).pose_canvas == (320, 240)
+    with pytest.raises(pydantic.ValidationError, match="pose_canvas_height"):
+        RenderParams(pose_canvas_width=320)
 
 
 @pytest.mark.parametrize("bad, field, words", [

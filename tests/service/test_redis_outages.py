@@ -11,6 +11,7 @@ from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseErro
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.api.outages import redis_outage
+from service.jobs.status_read import FastReads
 from tests.service.conftest import keypoint_upload
 from tests.service.test_api_errors import assert_problem
 from tests.support.procs import free_port
@@ -71,16 +72,16 @@ def test_a_read_only_replica_is_a_503(outage_client, private_redis):
     (ResponseError("NOREPLICAS Not enough good replicas to write."), "replicas"),
 ])
 def test_other_transient_server_errors_are_503s(client, monkeypatch, error, words):
-    def refuse(job_id):
+    async def refuse(self, owner, job_id):  # GET /jobs/{id}'s one round trip (service.jobs.status_read)
         raise error
-    monkeypatch.setattr(client.app.state.services.jobs, "get", refuse)
+    monkeypatch.setattr(FastReads, "read_job", refuse)
     assert_503(client.get("/jobs/" + "a" * 32), words)
 
 
 def test_a_malformed_command_is_still_a_500(client, monkeypatch, caplog):
-    def bug(job_id):
+    async def bug(self, owner, job_id):
         raise ResponseError("ERR unknown command 'JSON.GET', with args beginning with: ")
-    monkeypatch.setattr(client.app.state.services.jobs, "get", bug)
+    monkeypatch.setattr(FastReads, "read_job", bug)
     body = assert_problem(client.get("/jobs/" + "a" * 32), 500, "internal")
     assert "JSON.GET" not in body["detail"]  # nothing internal leaks
     assert any("unhandled error" in r.message and r.exc_info for r in caplog.records)

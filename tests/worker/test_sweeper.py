@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+from service.jobs.fair_queue import FairQueue
 from service.jobs.queue import RENDER_QUEUE, enqueue_render, make_celery
 from service.jobs.record import JobStatus, utcnow
 from tests.worker.fakes import store_job
@@ -74,6 +75,17 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again(jobs, storage, redis_
     assert sweep_queued(jobs, sent.append, queue, stale_s=600) == [lost.id]
     assert sweep_queued(jobs, sent.append, queue, stale_s=600) == [], "sent once per stale period"
     assert sent == [lost.id] and jobs.get(fresh.id).status is JobStatus.QUEUED
+
+
+def test_a_job_waiting_its_turn_in_a_key_list_is_not_lost(jobs, storage):
+    # the fair dispatcher sends it when its key's turn comes, however long that takes
+    lost, waiting = queued_since(jobs, storage, 3600), queued_since(jobs, storage, 3600)
+    fair = FairQueue(jobs.redis, jobs.prefix)
+    with jobs.redis.pipeline() as pipe:
+        fair.add(pipe, waiting.owner, waiting.id, 0)
+        pipe.execute()
+    sent: list[str] = []
+    assert sweep_queued(jobs, sent.append, BrokerQueue(jobs.redis, RENDER_QUEUE), stale_s=600) == [lost.id]
 
 
 def test_the_queued_sweep_runs_every_third_of_the_stale_time(jobs, storage, redis_url):

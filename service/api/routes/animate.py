@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.api.animate_request import AnimateJson, read_json, read_multipart
+from service.api.animate_request import AnimateJson, read_body
 from service.api.auth import Owner
 from service.api.idempotency import check_key
 from service.api.problems import Problem, problem_responses
@@ -42,11 +42,23 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
+LINK_ROUTES = {"self": "get_job", "events": "job_events", "cancel": "cancel_job", "video": "job_video"}
+_PLACEHOLDER = "0job0id0"  # not a job id (is_job_id needs 32 hex digits); replaced by the real one
+_link_templates: dict[tuple, dict[str, str]] = {}
+
+
 def job_links(request: Request, job_id: str) -> dict[str, str]:
-    return {"self": str(request.url_for("get_job", job_id=job_id)),
-            "events": str(request.url_for("job_events", job_id=job_id)),
-            "cancel": str(request.url_for("cancel_job", job_id=job_id)),
-            "video": str(request.url_for("job_video", job_id=job_id))}
+    """The job's URLs. Building a URL walks the routes (most of a status read's cost once), so each
+    is built once per base URL (scheme, Host, root path) with a placeholder id."""
+    base = (request.scope.get("scheme"), request.headers.get("host"), tuple(request.scope.get("server") or ()),
+            request.scope.get("root_path", ""))
+    templates = _link_templates.get(base)
+    if templates is None:
+        if len(_link_templates) > 64:  # the Host header is the client's to choose: stay bounded
+            _link_templates.clear()
+        templates = _link_templates[base] = {
+            name: str(request.url_for(route, job_id=_PLACEHOLDER)) for name, route in LINK_ROUTES.items()}
+    return {name: template.replace(_PLACEHOLDER, job_id) for name, template in templates.items()}
 
 
 @router.post("/animate", status_code=202, openapi_extra=OPENAPI_BODY, tags=["jobs"],
@@ -60,16 +72,9 @@ async def animate(request: Request, owner: Owner, state: State,
             idempotency_key = check_key(idempotency_key)
         except ValueError as exc:
             raise Problem(422, "invalid-request", str(exc)) from exc
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with tempfile.TemporaryDirectory(prefix="unianimate-upload-") as tmp:
-        if media_type == "multipart/form-data":
-            submission = await read_multipart(request, Path(tmp), state.settings)
-        elif media_type == "application/json":
-            submission = await read_json(request, Path(tmp), state.settings)
-        else:
-            raise Problem(415, "unsupported-media-type", "send multipart/form-data (file uploads) or "
-                                                         "application/json (https URLs)")
-        checked = await run_in_threadpool(_check_all, submission.files, submission.params, state)
+        submission = await read_body(request, Path(tmp), state.settings)
+        checked = await run_in_threadpool(check_inputs, submission.files, submission.params, state)
         done = await run_in_threadpool(submit, state, owner, checked, submission, idempotency_key)
     body = {"job_id": done.job.id, "status": done.job.status.value, "links": job_links(request, done.job.id)}
     headers = {"Location": body["links"]["self"]}
@@ -78,9 +83,11 @@ async def animate(request: Request, owner: Owner, state: State,
     return JSONResponse(body, status_code=202, headers=headers)
 
 
-def _check_all(files: dict[str, Path], params: RenderParams, state: AppState) -> list[CheckedInput]:
+def check_inputs(files: dict[str, Path], params: RenderParams, state: AppState) -> list[CheckedInput]:
     try:
-        checked = [CHECKS[name](name, path, state.limits) for name, path in files.items()]
+        checked = [CHECKS[name](name, path, state.limits, **_canvas(name, params, files, state))
+                   if name.endswith("_keypoints") else CHECKS[name](name, path, state.limits)
+                   for name, path in files.items()]
     except InputError as exc:
         raise Problem(422, "invalid-input", str(exc), field=exc.field) from exc
     poses = next((item for item in checked if item.name == "pose_keypoints"), None)
@@ -89,3 +96,12 @@ def _check_all(files: dict[str, Path], params: RenderParams, state: AppState) ->
         raise Problem(422, "invalid-input", 'pose_keypoints: the document does not say its frame rate: add "fps" '
                       '({"fps": 30, "frames": [...]}) or set params.fps', field="pose_keypoints")
     return checked
+
+
+def _canvas(name: str, params: RenderParams, files: dict[str, Path], state: AppState) -> dict:
+    """Pixel keypoints without a canvas: the reference's are the photo's pixels; the motion's come from
+    params.pose_canvas_*, or do not matter once aligned to the reference (model/motion.py)."""
+    if name == "reference_keypoints":
+        info = check_image("reference_image", files["reference_image"], state.limits).info
+        return {"default_canvas": (info["width"], info["height"])}
+    return {"canvas": params.pose_canvas, "default_canvas": "extent" if params.align_pose else None}

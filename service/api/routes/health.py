@@ -15,8 +15,9 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is up (it does not look at Redis or storage)."""
+    # async: no thread hop, so it is the cheapest request the API answers (bench/load.py's baseline)
     return {"status": "ok"}
 
 
@@ -45,4 +46,4 @@ def readyz(state: State) -> Any:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **problem_responses(503)})
 def metrics(state: State) -> Response:
     """Prometheus text format."""
-    return Response(render_metrics(state.jobs), media_type=CONTENT_TYPE_LATEST)
+    return Response(render_metrics(state.jobs, state.key_limits), media_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,11 @@
 """Skeleton drawing and the frames the model receives."""
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
 
 from model.pose.render import (
@@ -24,7 +27,7 @@ def test_every_reference_drawing_matches_pixel_for_pixel(reference, draw_case):
 def test_model_sees_the_saved_file_as_rgb(draw_case):
     seq, _ = draw_case
     drawn = draw_frame(seq, 0)
-    model = pose_frames_for_model(seq, 768, 512)[0]
+    model = pose_frames_for_model(seq, 768, 512, jpeg_quality=None)[0]
     assert np.array_equal(model, drawn[..., ::-1])
     # The neck-right shoulder limb is written [255, 0, 0] (dimmed to 153): blue to the model.
     neck, shoulder = (seq.body[0, [1, 2]] * [512, 768]).astype(int)
@@ -36,24 +39,34 @@ def test_model_frames_have_no_face(draw_case):
     seq, _ = draw_case
     with_face = draw_frame(seq, 0, include_face=True)
     assert not np.array_equal(with_face, draw_frame(seq, 0))
-    assert np.array_equal(pose_frames_for_model(seq, 768, 512)[0], draw_frame(seq, 0)[..., ::-1])
+    assert np.array_equal(pose_frames_for_model(seq, 768, 512, jpeg_quality=None)[0], draw_frame(seq, 0)[..., ::-1])
 
 
 def test_other_sizes_are_drawn_at_768x512_then_resized_bilinear(draw_case):
     seq, _ = draw_case
-    frames = pose_frames_for_model(seq, 384, 256)
+    frames = pose_frames_for_model(seq, 384, 256, jpeg_quality=None)
     expected = Image.fromarray(draw_frame(seq, 0)[..., ::-1].copy()).resize((256, 384), Image.BILINEAR)
     assert frames.shape == (1, 384, 256, 3)
     assert np.array_equal(frames[0], np.asarray(expected))
-    assert np.array_equal(reference_pose_for_model(seq, 384, 256), frames[0])
+    assert np.array_equal(reference_pose_for_model(seq, 384, 256, jpeg_quality=None), frames[0])
 
 
 def test_jpeg_round_trip_is_close_but_lossy(draw_case):
     seq, _ = draw_case
-    lossless = as_model_saw(draw_frame(seq, 0), 768, 512)
+    lossless = as_model_saw(draw_frame(seq, 0), 768, 512, jpeg_quality=None)
     jpeg = as_model_saw(draw_frame(seq, 0), 768, 512, jpeg_quality=95)
     difference = np.abs(lossless.astype(int) - jpeg.astype(int))
     assert difference.max() > 0 and difference.mean() < 2.0
+
+
+@pytest.mark.parametrize(("height", "width"), [(1216, 768), (96, 64)])
+def test_model_frames_go_through_the_originals_jpeg_at_any_size(draw_case, height, width):
+    """The original drew at 768x512, wrote JPEG (cv2, quality 95), read it with PIL, then resized."""
+    seq, _ = draw_case
+    ok, encoded = cv2.imencode(".jpg", draw_frame(seq, 0), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    decoded = Image.open(io.BytesIO(encoded.tobytes())).convert("RGB").resize((width, height), Image.BILINEAR)
+    assert ok and np.array_equal(pose_frames_for_model(seq, height, width)[0], np.asarray(decoded))
+    assert np.array_equal(reference_pose_for_model(seq, height, width), np.asarray(decoded))
 
 
 def test_hand_points_in_pixel_column_zero_or_marked_missing_are_not_drawn():

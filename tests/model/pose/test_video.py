@@ -29,7 +29,7 @@ def test_every_container_decodes_at_its_fps(tmp_path, suffix, codec, pix_fmt):
 
 def test_lossless_skeleton_video_is_what_the_model_sees(tmp_path, draw_case):
     seq, _ = draw_case
-    model_rgb = pose_frames_for_model(seq, 768, 512)[0]
+    model_rgb = pose_frames_for_model(seq, 768, 512, jpeg_quality=None)[0]  # the drawn colours exactly
     path = tmp_path / "skeleton.mov"
     encode_video(path, [model_rgb, model_rgb], 15, "qtrle", "rgb24")
     video = load_skeleton_video(path)

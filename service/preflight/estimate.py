@@ -1,0 +1,62 @@
+"""How long a job would hold a GPU, and how much GPU memory it would need, per worker class.
+
+Memory comes from the model's own planner (`model.memory_plan`, torch-free): for each class it picks
+the settings a worker of that class would choose (`worker/memory_fit.py` asks the same function),
+so "fits" here means a worker of that class will take the job. Time scales with denoising passes x
+latent pixels x frames from a per-class figure. Neither is measured on a GPU yet: each class says so
+(`calibrated_on`: "uncalibrated") until `bench/gpu_check.sh` has run on that device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.longvideo.planner import SegmentPlan
+from model.memory_plan import GIB, choose_plan, estimate_peak_bytes
+from service.jobs.params import RenderParams
+
+# one segment at the original's settings: 768x512, 32 frames (+1 reference) = the unit of work
+_UNIT_VOLUME = (768 // 8) * (512 // 8) * 33
+
+
+@dataclass(frozen=True)
+class WorkerClass:
+    name: str
+    memory_gib: float
+    step_s: float  # seconds per denoising step of one unit segment (both guidance passes)
+    calibrated_on: str | None = None  # the device the figures were measured on; None: estimated
+
+
+WORKER_CLASSES = {
+    item.name: item for item in (
+        WorkerClass("nvidia-h100-80gb", 80, step_s=1.1),
+        WorkerClass("nvidia-a100-80gb", 80, step_s=1.9),
+        WorkerClass("nvidia-l4-24gb", 24, step_s=6.5),
+    )
+}
+
+
+def estimate(plan: SegmentPlan, params: RenderParams, classes: tuple[str, ...], *, height: int,
+             width: int) -> list[dict]:
+    """One entry per configured worker class: GPU seconds, peak GPU memory, whether it fits, and the
+    memory settings a worker of that class would choose."""
+    frames_rendered = sum(segment.length + 1 for segment in plan.segments)  # +1: the reference frame
+    work = (height // 8) * (width // 8) * frames_rendered / _UNIT_VOLUME
+    entries = []
+    for name in classes:
+        worker = WORKER_CLASSES[name]
+        fit = choose_plan(int(worker.memory_gib * GIB), height, width, params.segment_frames, dtype="fp16")
+        # nothing fits: report the leanest settings' peak, so the answer says by how much
+        peak = fit.peak_bytes if fit else estimate_peak_bytes(
+            height, width, params.segment_frames, dtype="fp16", batch_guidance=False, cpu_offload=True,
+            decode_chunk=1)
+        entries.append({
+            "worker_class": name,
+            "gpu_seconds": round(worker.step_s * params.steps * work, 1),
+            "peak_gpu_memory_gib": round(peak / GIB, 2),
+            "fits": fit is not None,
+            "memory_settings": None if fit is None else {
+                "decode_chunk": fit.decode_chunk, "cpu_offload": fit.cpu_offload,
+                "batch_guidance": fit.batch_guidance},
+            "calibrated_on": worker.calibrated_on or "uncalibrated",
+        })
+    return entries
