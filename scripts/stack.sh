@@ -53,7 +53,7 @@ port_free() { "$PY" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect
 settings() {
     # one place for what every process must agree on
     [[ -f "$RUN/webhook_secret" ]] || "$PY" -c \
-        "from service.webhooks import generate_secret; print(generate_secret())" >"$RUN/webhook_secret"
+        "from service.webhooks.signing import generate_secret; print(generate_secret())" >"$RUN/webhook_secret"
     export UNIANIMATE_REDIS_URL=$REDIS_URL
     export UNIANIMATE_STORAGE=s3 UNIANIMATE_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
     export UNIANIMATE_S3_BUCKET=${UNIANIMATE_S3_BUCKET:-unianimate} UNIANIMATE_S3_CREATE_BUCKET=true

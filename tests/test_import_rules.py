@@ -135,3 +135,20 @@ def test_docs_architecture_describes_the_tree():
     named = set(re.findall(r"\b(\w+)\.py\b", text)) | {
         name for group in re.findall(r"\{([\w,]+)\}\.py", text) for name in group.split(",")}
     assert named <= every_stem, f"docs/architecture.md names modules that do not exist: {sorted(named - every_stem)}"
+
+
+def test_python_snippets_in_docs_and_scripts_import_what_exists():
+    """`python -c '...'` lines that operators copy (secrets, checks) name modules that exist: a move
+    of a module must move them too."""
+    import importlib
+
+    sources = [*ROOT.glob("docs/*.md"), *ROOT.glob("deploy/**/*.example"), ROOT / "scripts" / "stack.sh",
+               ROOT / "worker" / "run.py", ROOT / "README.md"]
+    found = []
+    for path in sources:
+        for module, names in re.findall(r"from ((?:service|worker|model|cli)[\w.]*) import ([\w, ]+)", path.read_text()):
+            found.append(module)
+            loaded = importlib.import_module(module)
+            for name in names.split(","):
+                assert hasattr(loaded, name.strip()), f"{path.relative_to(ROOT)}: {module} has no {name.strip()}"
+    assert "service.webhooks.signing" in found

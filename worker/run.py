@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if WEBHOOK_QUEUE in queues and settings.webhook_secret is None:
         print("unianimate worker: the webhook queue needs UNIANIMATE_WEBHOOK_SECRET=whsec_...; generate one with "
-              "python -c 'from service.webhooks import generate_secret; print(generate_secret())'", file=sys.stderr)
+              "python -c 'from service.webhooks.signing import generate_secret; print(generate_secret())'", file=sys.stderr)
         return 2
 
     from worker.celery_app import configure

@@ -31,7 +31,7 @@ def validate_secret(secret: str) -> None:
     """Raise ValueError unless `secret` is `whsec_` + base64 of 24..64 bytes (the spec's range)."""
     hint = (
         "generate one with: "
-        "python -c 'from service.webhooks import generate_secret; print(generate_secret())'"
+        "python -c 'from service.webhooks.signing import generate_secret; print(generate_secret())'"
     )
     if not secret.startswith("whsec_"):
         raise ValueError(f"webhook secret must start with 'whsec_'; {hint}")
