@@ -48,6 +48,7 @@ COPY pyproject.toml README.md ./
 COPY model ./model
 COPY service ./service
 COPY worker ./worker
+COPY cli ./cli
 # No build isolation: the CUDA kernels compile against the torch installed above.
 # onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: drop both, then reinstall the
 # GPU build alone, so DWPose finds its CUDAExecutionProvider whatever order pip used.

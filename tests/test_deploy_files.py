@@ -423,3 +423,14 @@ def test_kustomize_builds(tmp_path: Path) -> None:
     rendered = list(yaml.safe_load_all(result.stdout))
     assert {d["metadata"].get("namespace") for d in rendered if d["kind"] != "Namespace"} == {"unianimate"}
     assert {d["kind"] for d in rendered} >= {"Deployment", "StatefulSet", "ScaledObject", "Secret"}
+
+
+def test_the_image_copies_every_package_it_installs():
+    """`pip install .` in the image builds from the copied tree: a package left out of the COPY lines
+    (cli/ once was) would be missing from the installed command."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = {args.split()[0].rstrip("/") for keyword, args in _dockerfile() if keyword == "COPY" and "--from" not in args}
+    assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
