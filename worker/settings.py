@@ -71,8 +71,6 @@ class WorkerSettings(CommonSettings):
     # overlapped segment loop (issue 11: model/longvideo/overlap.py) -------------------------------
     overlap_segments: bool = Field(True, description="finish segment k (decode, encode, checkpoint, upload) in "
                                    "a background thread while segment k + 1 denoises; off: strictly serial")
-    result_part_mib: int = Field(8, ge=5, le=1024, description="the result MP4 is uploaded in parts of this size "
-                                 "while it is rendered (S3 multipart: at least 5 MiB)")
 
     # GPU speed and memory (issue 11: model/compile.py, model/memory_plan.py, worker/memory_fit.py) ----
     compile: Literal["off", "default", "reduce-overhead"] = Field(
