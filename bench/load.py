@@ -128,19 +128,23 @@ async def poll(client: httpx.AsyncClient, ids: list[str], seconds: float, poller
     return seen
 
 
+async def timed_get(client: httpx.AsyncClient, path: str, started: float, samples: Samples) -> None:
+    """One GET of `path`, recorded against `started` with its status (or the transport error's name)."""
+    try:
+        response = await client.get(path)
+    except httpx.TransportError as exc:
+        samples.add(started, type(exc).__name__)
+        return
+    samples.add(started, response.status_code)
+
+
 async def hammer(client: httpx.AsyncClient, path: str, seconds: float, pollers: int, samples: Samples) -> float:
     """`pollers` clients GET `path` back to back for `seconds`; returns the wall time."""
     deadline = time.monotonic() + seconds
 
     async def one() -> None:
         while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                response = await client.get(path)
-            except httpx.TransportError as exc:
-                samples.add(started, type(exc).__name__)
-                continue
-            samples.add(started, response.status_code)
+            await timed_get(client, path, time.perf_counter(), samples)
 
     started = time.monotonic()
     await asyncio.gather(*(one() for _ in range(pollers)))
@@ -149,18 +153,10 @@ async def hammer(client: httpx.AsyncClient, path: str, seconds: float, pollers: 
 
 async def paced(client: httpx.AsyncClient, path: str, seconds: float, rate: int, samples: Samples) -> float:
     """GET `path` at a fixed `rate` per second for `seconds` (open loop); returns the wall time."""
-    async def one(started: float) -> None:
-        try:
-            response = await client.get(path)
-        except httpx.TransportError as exc:
-            samples.add(started, type(exc).__name__)
-            return
-        samples.add(started, response.status_code)
-
     tasks, begin = [], time.perf_counter()
     for k in range(round(seconds * rate)):
         await asyncio.sleep(max(0.0, begin + k / rate - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(time.perf_counter())))
+        tasks.append(asyncio.create_task(timed_get(client, path, time.perf_counter(), samples)))
     await asyncio.gather(*tasks)
     return time.perf_counter() - begin
 
