@@ -38,3 +38,16 @@ def default_frame_size(image_width: int, image_height: int, multiple: int = 64,
     else:
         _, height, width = min(candidates)
     return height, width
+
+
+def resolve_frame_size(image_width: int, image_height: int, height: int | None, width: int | None,
+                       multiple: int = 64) -> tuple[int, int]:
+    """(height, width): the given size; a missing side from the other and the photo's aspect;
+    neither given: `default_frame_size`."""
+    if height is None and width is None:
+        return default_frame_size(image_width, image_height, multiple)
+    if height is None:
+        height = max(1, round(width * image_height / image_width / multiple)) * multiple
+    if width is None:
+        width = max(1, round(height * image_width / image_height / multiple)) * multiple
+    return height, width

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from model.frame_size import default_frame_size
+from model.frame_size import resolve_frame_size
 from model.longvideo.mp4 import exact_fps
 from model.longvideo.protocol import DrawnPoseFrames, PoseFrames
 from model.longvideo.video import output_timing
@@ -130,13 +130,7 @@ def prepare_motion(
 def output_size(image: np.ndarray, height: int | None, width: int | None, multiple: int) -> tuple[int, int]:
     """The given size; a missing side from the other and the photo's aspect; neither: `default_frame_size`."""
     image_height, image_width = image.shape[:2]
-    if height is None and width is None:
-        return default_frame_size(image_width, image_height, multiple)
-    if height is None:
-        height = max(1, round(width * image_height / image_width / multiple)) * multiple
-    if width is None:
-        width = max(1, round(height * image_width / image_height / multiple)) * multiple
-    return height, width
+    return resolve_frame_size(image_width, image_height, height, width, multiple)
 
 
 def frame_timing(

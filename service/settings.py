@@ -5,6 +5,7 @@ the worker's settings class subclasses it. `ApiSettings` adds what only the HTTP
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +13,16 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+
+
+def _bundled_examples() -> Path | None:
+    """The example inputs shipped with the code: the checkout's `examples/` (a source tree or an
+    editable install), else `<venv>/share/unianimate/examples` (where the Dockerfile copies them)."""
+    for folder in (Path(__file__).resolve().parents[1] / "examples",
+                   Path(sys.prefix) / "share" / "unianimate" / "examples"):
+        if folder.is_dir():
+            return folder
+    return None
 
 
 def _split_csv(value: object) -> object:
@@ -96,7 +107,12 @@ class ApiSettings(CommonSettings):
                                      description="how long a preflight's aligned-skeleton preview is kept")
     worker_classes: Annotated[tuple[str, ...], NoDecode] = Field(
         ("nvidia-h100-80gb", "nvidia-a100-80gb", "nvidia-l4-24gb"),
-        description="GPU classes the preflight estimates time and memory for (service/preflight/estimate.py)")
+        description="GPU classes the preflight estimates time and memory for, and POST /animate checks "
+                    "a segment fits at least one of (service/preflight/estimate.py)")
+    examples_dir: Path | None = Field(
+        default_factory=_bundled_examples,
+        description="folder the web page's example inputs are served from (GET /examples/{name}); default: "
+                    "the checkout's examples/, else the one the image installs under the venv's share/")
 
     @field_validator("worker_classes", mode="before")
     @classmethod

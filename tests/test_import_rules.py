@@ -31,7 +31,8 @@ ARROWS: dict[str, tuple[str, ...]] = {
     # the preflight runs the worker's own numpy/cv2/PyAV motion preparation (never torch: see
     # tests/service/test_no_torch.py) to report on the poses and draw the aligned-skeleton preview
     "service.preflight": ("service.preflight", "service.jobs.params", "service.storage", "model.motion",
-                          "model.pose", "model.longvideo.planner", "model.memory_plan"),
+                          "model.pose", "model.longvideo.planner", "model.memory_plan",
+                          "model.frame_size"),
     "worker": ("worker", "model", "service.jobs", "service.storage", "service.webhooks", "service.settings"),
     # `unianimate api` starts the app; `unianimate worker` is dispatched by name (cli/main.py);
     # `unianimate keys` reads and sets per-key limits and usage, which live with the jobs in Redis

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.frame_size import resolve_frame_size
 from model.longvideo.planner import SegmentPlan
 from model.memory_plan import GIB, choose_plan, estimate_peak_bytes
 from service.jobs.params import RenderParams
@@ -60,3 +61,35 @@ def estimate(plan: SegmentPlan, params: RenderParams, classes: tuple[str, ...], 
             "calibrated_on": worker.calibrated_on or "uncalibrated",
         })
     return entries
+
+
+def frame_size(image_width: int, image_height: int, params: RenderParams) -> tuple[int, int]:
+    """(height, width) a worker renders a reference of this size at (params, or the photo's aspect)."""
+    return resolve_frame_size(image_width, image_height, params.height, params.width)
+
+
+def unfit_reason(params: RenderParams, classes: tuple[str, ...], *, height: int, width: int) -> str | None:
+    """None when a worker of some configured class can render a segment of this size; otherwise
+    what to change, naming the request's parameters (POST /animate answers it as a 422)."""
+    budgets = [int(WORKER_CLASSES[name].memory_gib * GIB) for name in classes]
+    if not budgets:
+        return None
+
+    def fits(frames: int, h: int, w: int) -> bool:
+        return any(choose_plan(budget, h, w, frames, dtype="fp16") is not None for budget in budgets)
+
+    if fits(params.segment_frames, height, width):
+        return None
+    largest = max(classes, key=lambda name: WORKER_CLASSES[name].memory_gib)
+    frames = next((f for f in range(params.segment_frames - 1, 1, -1) if fits(f, height, width)), None)
+    area = height * width
+    side = next((s for s in range(2048, 63, -64) if s * s < area and fits(params.segment_frames, s, s)), None)
+    fixes = []
+    if frames is not None:
+        fixes.append(f"params.segment_frames to {frames} or fewer")
+    if side is not None:
+        fixes.append(f"params.height x params.width to {side * side} pixels ({side}x{side}) or fewer")
+    fix = " or ".join(fixes) if fixes else "params.height, params.width and params.segment_frames"
+    return (f"a {height}x{width} segment of {params.segment_frames} frames does not fit the GPU memory of any "
+            f"configured worker class (largest: {largest}, {WORKER_CLASSES[largest].memory_gib:g} GiB): "
+            f"lower {fix}")

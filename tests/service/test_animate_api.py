@@ -185,3 +185,18 @@ def test_storage_failure_is_a_503_and_leaves_no_record(make_client, tmp_path):
     client = make_client(local_storage_dir=blocker / "storage")
     assert "object storage" in assert_problem(client.post("/animate", files=keypoint_upload()), 503)["detail"]
     assert sum(client.app.state.services.jobs.counts_by_status().values()) == 0
+
+
+def test_a_segment_no_worker_class_can_hold_is_refused_naming_what_to_lower(make_client, state):
+    client = make_client(worker_classes="nvidia-l4-24gb")
+    params = {"height": 2048, "width": 2048, "segment_frames": 128, "fps": 15}
+    response = client.post("/animate", files=keypoint_upload(), data={"params": json.dumps(params)})
+    assert_problem(response, 422)
+    detail = response.json()["detail"]
+    assert "nvidia-l4-24gb" in detail and "params.segment_frames" in detail and "params.height" in detail
+    assert waiting(state) == [] and broker_messages(state) == []  # no job was queued
+    # the lowered value it names is accepted
+    lowered = int(detail.split("params.segment_frames to ")[1].split()[0])
+    accepted = client.post("/animate", files=keypoint_upload(),
+                           data={"params": json.dumps(params | {"segment_frames": lowered})})
+    assert accepted.status_code == 202, accepted.text

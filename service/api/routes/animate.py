@@ -14,9 +14,10 @@ from service.api.auth import Owner
 from service.api.idempotency import check_key
 from service.api.problems import Problem, problem_responses
 from service.api.state import AppState, State
-from service.api.submit import submit
+from service.api.submit import Submitted, submit
 from service.inputs.checks import CheckedInput, InputError, check_image, check_keypoints, check_video
 from service.jobs.params import RenderParams
+from service.preflight.estimate import frame_size, unfit_reason
 
 router = APIRouter()
 CHECKS = {"reference_image": check_image, "pose_video": check_video,
@@ -76,6 +77,11 @@ async def animate(request: Request, owner: Owner, state: State,
         submission = await read_body(request, Path(tmp), state.settings)
         checked = await run_in_threadpool(check_inputs, submission.files, submission.params, state)
         done = await run_in_threadpool(submit, state, owner, checked, submission, idempotency_key)
+    return accepted(request, done)
+
+
+def accepted(request: Request, done: Submitted) -> JSONResponse:
+    """The 202 of a new job (POST /animate, POST /jobs/{id}/rerender)."""
     body = {"job_id": done.job.id, "status": done.job.status.value, "links": job_links(request, done.job.id)}
     headers = {"Location": body["links"]["self"]}
     if done.replayed:
@@ -95,7 +101,18 @@ def check_inputs(files: dict[str, Path], params: RenderParams, state: AppState) 
         # the worker could not time the video: refuse now rather than fail the job later
         raise Problem(422, "invalid-input", 'pose_keypoints: the document does not say its frame rate: add "fps" '
                       '({"fps": 30, "frames": [...]}) or set params.fps', field="pose_keypoints")
+    check_fits(checked, params, state)
     return checked
+
+
+def check_fits(checked: list[CheckedInput], params: RenderParams, state: AppState) -> None:
+    """Refuse a segment no configured worker class has the GPU memory for, rather than queue a job no
+    worker can take (the memory planner, model/memory_plan.py, as the preflight's estimates use it)."""
+    image = next(item for item in checked if item.name == "reference_image").info
+    height, width = frame_size(image["width"], image["height"], params)
+    reason = unfit_reason(params, state.settings.worker_classes, height=height, width=width)
+    if reason is not None:
+        raise Problem(422, "invalid-input", reason, field="params")
 
 
 def _canvas(name: str, params: RenderParams, files: dict[str, Path], state: AppState) -> dict:
