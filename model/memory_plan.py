@@ -6,8 +6,9 @@ A render has three phases and the peak is the largest of them:
 2. sampling: the UNet runs 31 times on [rows, F + 1 frames] where rows = 2 with batched guidance.
    Its memory is the weights plus, during one forward, the condition-encoder activations at full
    pixel size (only the conditional row runs them), then the skip connections of the encoder
-   blocks plus the working set of the widest layer (the feed-forward of a transformer at latent
-   size, or a ResBlock on a concatenated skip).
+   blocks plus the working set of the widest layer: the feed-forward of a transformer at latent
+   size, which runs over FEED_FORWARD_CHUNK_TOKENS tokens at a time (model/config.py), or, once
+   that chunking has shrunk it, the temporal attention's q, k, v and output.
 3. decode: the VAE decodes `decode_chunk` frames at a time; its full-resolution layers dominate.
 
 With `cpu_offload` CLIP and the VAE live on the CPU and visit the GPU only in their own phase; without
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from model.config import UNetConfig
+from model.config import FEED_FORWARD_CHUNK_TOKENS, UNetConfig
 
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 GIB = 2**30
@@ -38,6 +39,10 @@ class Calibration:
     # (tokens = rows * (F+1) * h * w; inner = the widest transformer at that size, the first
     # temporal one: num_heads * head_dim) ...
     feed_forward_tensors: float = 4.0
+    # Feed-forward runs over at most FEED_FORWARD_CHUNK_TOKENS tokens at a time, so past that many
+    # tokens the widest layer is the temporal attention's working set instead: q, k, v and its
+    # output in tensors of [tokens, inner] (fitted: 4.19).
+    attention_tensors: float = 4.2
     # ... plus the residual stream around it, in tensors of [tokens, dim].
     stream_tensors: float = 4.0
     # Condition encoders, in tensors of [F, 4 * concat_dim, H, W] (the first conv and its SiLU).
@@ -139,8 +144,10 @@ def unet_activation_bytes(
 def backbone_activation_bytes(
     height: int, width: int, frames: int, dtype: str, batch_guidance: bool,
     sizes: ModelSizes = ModelSizes(), calibration: Calibration = CUDA_CALIBRATION,
+    ff_chunk_tokens: int = FEED_FORWARD_CHUNK_TOKENS,
 ) -> int:
-    """Peak activations of `UniAnimateUNet.backbone`: skips, the widest feed-forward, the context."""
+    """Peak activations of `UniAnimateUNet.backbone`: skips, the widest layer (the feed-forward, or
+    the temporal attention once the feed-forward runs in chunks), the context."""
     config = sizes.unet
     rows = 2 if batch_guidance else 1
     h, w = height // sizes.latent_scale, width // sizes.latent_scale
@@ -149,7 +156,11 @@ def backbone_activation_bytes(
     skips = sum(channels * (h // scale) * (w // scale) for channels, scale in skip_shapes(config)) * folded
     width0 = config.dim * config.dim_mult[0]
     inner = max(width0, config.num_heads * config.head_dim if config.temporal_attention else 0)
-    working = (calibration.feed_forward_tensors * 4 * inner + calibration.stream_tensors * width0) * tokens
+    chunk = min(tokens, ff_chunk_tokens or tokens)
+    # a chunked feed-forward writes its chunks into one [tokens, inner] output
+    feed_forward = calibration.feed_forward_tensors * 4 * inner * chunk + (inner * tokens if chunk < tokens else 0)
+    attention = calibration.attention_tensors * inner * tokens
+    working = max(feed_forward, attention) + calibration.stream_tensors * width0 * tokens
     context = folded * (77 + config.num_tokens) * config.context_dim  # the context repeated per frame
     return int((skips + working + context) * DTYPE_BYTES[dtype])
 

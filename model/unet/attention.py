@@ -83,6 +83,27 @@ class FeedForward(nn.Module):
         inner_dim = 4 * dim
         project_in = GEGLU(dim, inner_dim) if gated else nn.Sequential(nn.Linear(dim, inner_dim), nn.GELU())
         self.net = nn.Sequential(project_in, nn.Dropout(dropout), nn.Linear(inner_dim, dim_out or dim))
+        # Feed-forward acts on each token alone, so it can run over the tokens a slice at a time:
+        # the 4*dim-wide hidden layer (the UNet's largest activation) then never exists for all
+        # tokens at once. 0 = all at once. Set by `chunk_feed_forward`.
+        self.chunk_tokens = 0
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        tokens = x.shape[:-1].numel()
+        if not self.chunk_tokens or tokens <= self.chunk_tokens:
+            return self.net(x)
+        flat = x.reshape(tokens, x.shape[-1])
+        out = flat.new_empty(tokens, self.net[-1].out_features)
+        for start in range(0, tokens, self.chunk_tokens):
+            out[start:start + self.chunk_tokens] = self.net(flat[start:start + self.chunk_tokens])
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def chunk_feed_forward(module: nn.Module, tokens: int) -> None:
+    """Run every feed-forward inside `module` over at most `tokens` tokens at a time (0: all at once).
+    Same results (each token is computed alone either way), a fraction of the peak memory."""
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens}")
+    for layer in module.modules():
+        if isinstance(layer, FeedForward):
+            layer.chunk_tokens = tokens

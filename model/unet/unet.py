@@ -32,7 +32,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from model.config import UNetConfig
+from model.config import FEED_FORWARD_CHUNK_TOKENS, UNetConfig
+from model.unet.attention import chunk_feed_forward
 from model.unet.conditions import (
     REFERENCE_LATENT_CHANNELS,
     FrameAdapter,
@@ -84,6 +85,7 @@ class UniAnimateUNet(nn.Module):
         self.out = nn.Sequential(
             nn.GroupNorm(32, config.dim), nn.SiLU(), nn.Conv2d(config.dim, config.out_dim, 3, padding=1)
         )
+        chunk_feed_forward(self, FEED_FORWARD_CHUNK_TOKENS)
 
     # ---- construction -------------------------------------------------------------------------
 
