@@ -79,6 +79,8 @@ RUN groupadd --gid 10001 app \
  && chown app:app /models /cache
 
 COPY --from=build /opt/venv /opt/venv
+# the web page's "use the example" inputs (settings.examples_dir looks in the venv's share/)
+COPY examples /opt/venv/share/unianimate/examples
 
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \

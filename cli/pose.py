@@ -86,6 +86,9 @@ def _reference_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-canvas-width", type=int, help="pixel width of the reference keypoints")
     parser.add_argument("--reference-canvas-height", type=int, help="pixel height of the reference keypoints")
     parser.add_argument("--reference-coordinates", choices=("auto", "pixels", "normalized"), default="auto")
+    parser.add_argument("--reference-image", type=Path,
+                        help="the photo the reference keypoints describe: pixel keypoints take its size as "
+                             "their canvas (as `render` does)")
 
 
 def _dwpose_args(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +136,8 @@ def _load_reference(args, path: Path | None) -> PoseSequence | None:
     from model.pose.inputs import detect_input_kind, load_reference_pose
 
     width, height = args.reference_canvas_width, args.reference_canvas_height
+    if width is None and height is None and args.reference_image is not None:
+        width, height = _image_size(args.reference_image)
     if detect_input_kind(path) == "image":
         if width is not None or height is not None or args.reference_coordinates != "auto":
             raise PoseInputError(
@@ -152,6 +157,16 @@ def _load_reference(args, path: Path | None) -> PoseSequence | None:
             f"reference {path}: {exc} (give its canvas and units with --reference-canvas-width, "
             "--reference-canvas-height and --reference-coordinates)"
         ) from None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise PoseInputError(f"--reference-image {path}: not a readable image ({exc})") from None
 
 
 def _extract_video(extractor, path: Path, frame_interval: int | None) -> PoseSequence:

@@ -6,6 +6,12 @@
 Without --height and --width the output has the reference photo's aspect ratio within the model's
 768x512 area (model/frame_size.py).
 
+One motion, several people: repeat --reference (and --reference-keypoints, in the same order) and
+give --out a folder (one `<reference name>.mp4` each) or a pattern with {index} and/or {stem}. The
+motion file is read once and its poses detected once; the model loads once.
+
+    unianimate render --reference a.png --reference b.png --pose-keypoints dance.json --out renders/ ...
+
 Long inputs are rendered segment by segment (first-frame chaining) or with the original's
 sliding window (`--mode window`), and streamed to the MP4 as they finish.
 """
@@ -13,10 +19,12 @@ sliding window (`--mode window`), and streamed to the MP4 as they finish.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,11 +48,15 @@ DTYPES = ("fp16", "bf16", "fp32")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unianimate render", description=__doc__.split("\n\n")[0])
     inputs = parser.add_argument_group("inputs")
-    inputs.add_argument("--reference", type=Path, required=True, help="photo of the person (PNG/JPEG/WebP)")
+    inputs.add_argument("--reference", dest="references", type=Path, action="append", required=True,
+                        help="photo of the person (PNG/JPEG/WebP); repeat it to render one video per person")
     inputs.add_argument(
         "--reference-keypoints",
+        dest="references_keypoints",
         type=Path,
-        help="keypoint JSON of the reference photo (default: detected in the photo with DWPose)",
+        action="append",
+        help="keypoint JSON of the reference photo (default: detected in the photo with DWPose); with several "
+        "--reference, one per reference in the same order",
     )
     motion = inputs.add_mutually_exclusive_group(required=True)
     motion.add_argument(
@@ -66,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "only with --no-align when the file does not say)")
     inputs.add_argument("--canvas-height", type=int, help="pixel height of the --pose-keypoints coordinates")
     inputs.add_argument("--first-frame", type=Path, help="an image the video must start from (chain mode)")
-    parser.add_argument("--out", type=Path, required=True, help="where to write the MP4")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where to write the MP4; with several --reference a folder, or a pattern with "
+                        "{index} (0-based) and/or {stem} (the reference's file name without extension)")
 
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument(
@@ -135,6 +149,7 @@ def check_args(args: argparse.Namespace) -> None:
     """
     _check_ranges(args)
     _check_combinations(args)
+    _check_references(args)
     _check_frame_size(args)
     _check_device(args)
     _check_checkpoint_dir(args)
@@ -191,6 +206,41 @@ def _check_combinations(args: argparse.Namespace) -> None:
         raise ValueError("give both --canvas-width and --canvas-height, or neither")
     if args.canvas_width is not None and args.pose_keypoints is None:
         raise ValueError("--canvas-width/--canvas-height describe --pose-keypoints: a --pose-video has its own size")
+
+
+def _check_references(args: argparse.Namespace) -> None:
+    count = len(args.references)
+    if args.references_keypoints and len(args.references_keypoints) != count:
+        raise ValueError(f"--reference-keypoints: got {len(args.references_keypoints)} for {count} --reference; "
+                         "give one per reference, in the same order, or none")
+    if count > 1 and args.first_frame is not None:
+        raise ValueError("--first-frame is one person's first frame: render each --reference on its own to use it")
+    output_paths(args)
+
+
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    """One MP4 per --reference: --out itself (one reference), in the --out folder, or from its pattern."""
+    references, text = args.references, str(args.out)
+    if "{" in text:
+        try:
+            outs = [Path(text.format(index=index, stem=ref.stem)) for index, ref in enumerate(references)]
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"--out {text}: a pattern may name only {{index}} and {{stem}}") from None
+    elif args.out.is_dir():
+        stems = [ref.stem for ref in references]
+        outs = [args.out / (f"{stem}.mp4" if stems.count(stem) == 1 else f"{stem}-{index}.mp4")
+                for index, stem in enumerate(stems)]
+    elif len(references) == 1:
+        return [args.out]
+    else:
+        raise ValueError(f"--out {text}: with {len(references)} --reference give an existing folder (one "
+                         "<reference name>.mp4 each) or a pattern with {index} or {stem}")
+    if len(set(outs)) != len(outs):
+        raise ValueError(f"--out {text}: the references would overwrite each other's video; add {{index}}")
+    for out in outs:
+        if not out.parent.is_dir():
+            raise ValueError(f"--out: the folder {out.parent} does not exist")
+    return outs
 
 
 def _check_frame_size(args: argparse.Namespace) -> None:
@@ -275,15 +325,62 @@ def load_renderer(args: argparse.Namespace) -> SegmentRenderer:
         raise ValueError(str(exc)) from None
 
 
+class SharedMotion:
+    """What the renders of every --reference share, worked out on first use: the motion file read
+    once, its role decided once, and the pose detector, which detects a driving video's poses once."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+
+    @functools.cached_property
+    def pose_keypoints(self) -> bytes | None:
+        return None if self._args.pose_keypoints is None else self._args.pose_keypoints.read_bytes()
+
+    @functools.cached_property
+    def videos(self) -> dict[str, Path]:
+        return {} if self._args.pose_video is None else {_pose_video_role(self._args): self._args.pose_video}
+
+    @functools.cached_property
+    def extractor(self) -> Any:
+        extractor = _extractor(self._args)
+        return None if extractor is None else DetectOnce(extractor)
+
+
+class DetectOnce:
+    """A DWPose extractor that remembers the poses of each video it read (each photo is still its own)."""
+
+    def __init__(self, extractor: Any) -> None:
+        self._extractor = extractor
+        self._videos: dict[tuple[str, int], Any] = {}
+
+    def extract_image(self, image: np.ndarray) -> Any:
+        return self._extractor.extract_image(image)
+
+    def extract_video(self, path: Path, frame_interval: int) -> Any:
+        key = (str(path), frame_interval)
+        if key not in self._videos:
+            self._videos[key] = self._extractor.extract_video(path, frame_interval)
+        return self._videos[key]
+
+
+def renders(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The arguments of each render, one per --reference: its photo (`reference`), its keypoints
+    (`reference_keypoints`), its output (`out`) and the motion they all share (`shared`)."""
+    keypoints = args.references_keypoints or [None] * len(args.references)
+    shared = SharedMotion(args)
+    return [argparse.Namespace(**{**vars(args), "reference": reference, "reference_keypoints": points, "out": out,
+                                  "shared": shared})
+            for reference, points, out in zip(args.references, keypoints, output_paths(args), strict=True)]
+
+
 def load_motion(args: argparse.Namespace) -> Motion:
-    """The flags' motion: `--fps` is the rate of keypoints that do not state one; the output plays at
-    the source rate over the frame interval."""
-    videos = {} if args.pose_video is None else {_pose_video_role(args): args.pose_video}
+    """One render's motion (`args` from `renders`): `--fps` is the rate of keypoints that do not state
+    one; the output plays at the source rate over the frame interval."""
     return prepare_motion(
         reference_image=args.reference,
         reference_keypoints=args.reference_keypoints,
-        pose_keypoints=args.pose_keypoints,
-        **videos,
+        pose_keypoints=args.shared.pose_keypoints,
+        **args.shared.videos,
         height=args.height,
         width=args.width,
         size_multiple=size_multiple(args),
@@ -292,7 +389,7 @@ def load_motion(args: argparse.Namespace) -> Motion:
         source_fps=args.fps,
         max_duration_s=args.max_duration,
         align=args.align,
-        extractor=_extractor(args),
+        extractor=args.shared.extractor,
     )
 
 
@@ -311,7 +408,7 @@ def _pose_video_role(args: argparse.Namespace) -> str:
 
 def _extractor(args: argparse.Namespace):
     """The DWPose extractor, only when poses must be detected (reference photo or raw driving video)."""
-    if args.reference_keypoints is not None and not args.extract_poses:
+    if args.references_keypoints and not args.extract_poses:
         return None
     from model.pose.extract import DWPoseExtractor, DWPoseNotConfigured
 
@@ -351,17 +448,36 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
-        motion = load_motion(args)
-        options = render_options(args, motion.frame_size)
-        first_frame = None if args.first_frame is None else load_first_frame(args.first_frame, *motion.frame_size)
-        renderer = load_renderer(args)
+        each = renders(args)
     except (ValueError, OSError) as exc:  # bad input: say what to fix, no traceback
+        return _refuse(exc, args)
+    prepared = []
+    for one in each:  # every reference is checked before the model loads
+        try:
+            motion = load_motion(one)
+            options = render_options(one, motion.frame_size)
+            first_frame = None if one.first_frame is None else load_first_frame(one.first_frame, *motion.frame_size)
+        except (ValueError, OSError) as exc:
+            return _refuse(exc, one)
+        prepared.append((one, motion, options, first_frame))
+    try:
+        renderer = load_renderer(args)
+    except (ValueError, OSError) as exc:
         return _refuse(exc, args)
     if renderer.untrained:
         print(
             f"unianimate render: using {renderer.label}: the video will not look like the person",
             file=sys.stderr,
         )
+    for one, motion, options, first_frame in prepared:
+        code = _render_one(renderer, one, motion, options, first_frame)
+        if code:
+            return code
+    return 0
+
+
+def _render_one(renderer: SegmentRenderer, args: argparse.Namespace, motion: Motion, options: RenderOptions,
+                first_frame: np.ndarray | None) -> int:
     try:
         with closing(ProgressBar(enabled=not args.quiet)) as bar:  # closed before any message below
             result = render_video(
@@ -377,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_progress=bar,
             )
     except (KeyboardInterrupt, RenderCancelled):
-        print("unianimate render: canceled, nothing written", file=sys.stderr)
+        print(f"unianimate render: canceled, {args.out} not written", file=sys.stderr)
         return 130
     except (ValueError, OSError) as exc:  # e.g. a pose video that stops decoding half way
         return _refuse(exc, args)
@@ -386,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _refuse(exc: Exception, args: argparse.Namespace) -> int:
-    files = {"pose_keypoints": args.pose_keypoints, "reference_keypoints": args.reference_keypoints}
+    # one render's arguments name its reference keypoints; the command's, the first (or none)
+    keypoints = getattr(args, "reference_keypoints", None) or (args.references_keypoints or [None])[0]
+    files = {"pose_keypoints": args.pose_keypoints, "reference_keypoints": keypoints}
     print(f"unianimate render: error: {in_cli_words(exc, files)}", file=sys.stderr)
     return 2

@@ -1,7 +1,7 @@
-# The local stack without Docker (scripts/stack.sh): Redis, SeaweedFS, the API, a render worker, the webhook worker.
+# The local stack without Docker (scripts/stack.sh): its own Redis, SeaweedFS, the API, a render worker, the webhook worker.
 .PHONY: up down worker demo
 
-## up           start Redis (unless one answers), SeaweedFS, the API on :8000 and the workers (.run/)
+## up           start the stack's own Redis (:6390), SeaweedFS, the API on :8000 and the workers (.run/)
 up: $(STAMP)
 	PY=$(PY) scripts/stack.sh up
 

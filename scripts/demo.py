@@ -1,16 +1,20 @@
-"""Render the demo through the REST API: a drawn reference figure waves its arms for a few seconds.
+"""Render the demo through the REST API: the example person (examples/) dances for 4 s.
 
     python scripts/demo.py --api http://127.0.0.1:8000 --out .run/demo.mp4
 
-Makes the inputs (a reference picture and an OpenPose keypoint JSON of the motion), submits them
-as multipart, follows the job's Server-Sent Events, downloads the MP4 and prints its path and
-frame count. Exit status 0 only if the job succeeded and the file has the frames it should.
-The inputs are synthetic; with the tiny model the video is noise-like (it is untrained).
+Submits examples/person.png, its keypoints and examples/dance_openpose.json (OpenPose pixels without
+a canvas size or fps, as OpenPose writes them; the rate goes in `params.fps`) as multipart, follows
+the job's Server-Sent Events, downloads the MP4 and prints its path and frame count. Only the
+height is sent: the width follows the photo's aspect ratio. Exit status 0 only if the job succeeded
+and the file has the frames and the aspect ratio it should. With the tiny model the video is
+noise-like (it is untrained).
+
+`demo_keypoints`, `demo_reference_keypoints` and `demo_reference_image` are the same person and a wave
+in memory (canvas and fps stated), for the tests.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -19,70 +23,47 @@ import time
 from pathlib import Path
 
 import httpx
-from PIL import Image, ImageDraw
 
-CANVAS_W, CANVAS_H = 512, 768
-# OpenPose body-18 points of a person standing, in pixels of a 512x768 picture.
-STANDING = {
-    0: (256, 150), 1: (256, 220), 2: (206, 222), 3: (186, 310), 4: (178, 390), 5: (306, 222), 6: (326, 310),
-    7: (334, 390), 8: (226, 400), 9: (222, 520), 10: (220, 640), 11: (286, 400), 12: (290, 520), 13: (292, 640),
-    14: (244, 138), 15: (268, 138), 16: (230, 146), 17: (282, 146),
-}
-LIMBS = [(1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13), (1, 0)]
+if __package__ in (None, ""):  # run as a file (python scripts/demo.py): make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def pose_at(t: float) -> dict[int, tuple[float, float]]:
-    """The figure at time `t` seconds: both arms swing from hanging down to raised, once a second."""
-    points = dict(STANDING)
-    lift = (1 - math.cos(2 * math.pi * t)) / 2  # 0 (arms down) .. 1 (arms raised)
-    upper, lower = math.radians(10 + 150 * lift), math.radians(20 + 160 * lift)  # angles from straight down
-    for shoulder, elbow, wrist, side in ((2, 3, 4, -1), (5, 6, 7, 1)):
-        sx, sy = points[shoulder]
-        ex, ey = sx + side * 90 * math.sin(upper), sy + 90 * math.cos(upper)
-        points[elbow] = (ex, ey)
-        points[wrist] = (ex + side * 80 * math.sin(lower), ey + 80 * math.cos(lower))
-    return points
+from model.frame_size import ASPECT_TOLERANCE  # torch-free
+from scripts.make_examples import (
+    DANCE_HEIGHT,
+    DANCE_WIDTH,
+    EXAMPLES,
+    openpose_frame,
+    person_image,
+    png_bytes,
+    wave_pose,
+)
 
 
 def demo_keypoints(seconds: float = 4.0, fps: int = 15) -> dict:
-    """An OpenPose keypoint document (pixel coordinates, canvas and fps given) of the motion."""
-    frames = []
-    for i in range(max(1, round(seconds * fps))):
-        points = pose_at(i / fps)
-        flat = [value for k in range(18) for value in (*points[k], 0.95)]
-        frames.append({"people": [{"pose_keypoints_2d": flat}]})
-    return {"fps": fps, "canvas_width": CANVAS_W, "canvas_height": CANVAS_H, "frames": frames}
+    """An OpenPose keypoint document of the person waving (pixels of 512x768, canvas and fps given)."""
+    frames = [openpose_frame(wave_pose(i / fps)) for i in range(max(1, round(seconds * fps)))]
+    return {"fps": fps, "canvas_width": DANCE_WIDTH, "canvas_height": DANCE_HEIGHT, "frames": frames}
 
 
 def demo_reference_keypoints() -> dict:
-    """The reference picture's own pose: the figure at rest."""
-    return {"canvas_width": CANVAS_W, "canvas_height": CANVAS_H, "frames": demo_keypoints(0.0, 1)["frames"][:1]}
+    """The reference picture's own pose: the person at rest."""
+    return {"canvas_width": DANCE_WIDTH, "canvas_height": DANCE_HEIGHT, "frames": demo_keypoints(0.0, 1)["frames"][:1]}
 
 
-def demo_reference_image(width: int = CANVAS_W, height: int = CANVAS_H) -> bytes:
-    """A PNG of a simple figure in the standing pose, on a plain background."""
-    image = Image.new("RGB", (CANVAS_W, CANVAS_H), (226, 222, 214))
-    draw = ImageDraw.Draw(image)
-    points = pose_at(0.0)
-    for a, b in LIMBS:
-        draw.line([points[a], points[b]], fill=(52, 84, 140), width=26)
-    x, y = points[0]
-    draw.ellipse([x - 38, y - 46, x + 38, y + 40], fill=(232, 190, 160))
-    if (width, height) != image.size:
-        image = image.resize((width, height), Image.BILINEAR)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def demo_reference_image(width: int = DANCE_WIDTH, height: int = DANCE_HEIGHT) -> bytes:
+    """A PNG of the example person standing, drawn at `width` x `height`."""
+    return png_bytes(person_image(width, height))
 
 
 # ---------------------------------------------------------------- the client
 
 
-def submit(client: httpx.Client, params: dict, seconds: float, fps: int) -> str:
+def submit(client: httpx.Client, examples: Path, params: dict) -> str:
     files = {
-        "reference_image": ("reference.png", demo_reference_image(), "image/png"),
-        "reference_keypoints": ("reference.json", json.dumps(demo_reference_keypoints()), "application/json"),
-        "pose_keypoints": ("motion.json", json.dumps(demo_keypoints(seconds, fps)), "application/json"),
+        "reference_image": ("person.png", (examples / "person.png").read_bytes(), "image/png"),
+        "reference_keypoints": ("person_keypoints.json", (examples / "person_keypoints.json").read_bytes(),
+                                "application/json"),
+        "pose_keypoints": ("dance_openpose.json", (examples / "dance_openpose.json").read_bytes(), "application/json"),
     }
     response = client.post("/animate", files=files, data={"params": json.dumps(params)})
     if response.status_code != 202:
@@ -141,38 +122,60 @@ def count_frames(path: Path) -> int:
         return sum(1 for packet in container.demux(video=0) if packet.size > 0)
 
 
+def expected_frames(examples: Path, fps: float, max_duration_s: float | None) -> int:
+    """The dance's frame count at `fps` (its own rate), cut at `max_duration_s`."""
+    frames = len(json.loads((examples / "dance_openpose.json").read_bytes()))
+    return frames if max_duration_s is None else max(1, min(frames, math.floor(max_duration_s * fps)))
+
+
+def same_aspect(width: int, height: int, photo: Path) -> bool:
+    """Whether a width x height video has the photo's shape (within the model's size rounding)."""
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        photo_width, photo_height = image.size
+    return abs(math.log((height / width) / (photo_height / photo_width))) <= ASPECT_TOLERANCE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--api", default=os.environ.get("UNIANIMATE_API", "http://127.0.0.1:8000"))
     parser.add_argument("--api-key", default=os.environ.get("UNIANIMATE_DEMO_API_KEY"))
+    parser.add_argument("--examples", type=Path, default=EXAMPLES, help="the folder with the example inputs")
     parser.add_argument("--out", type=Path, default=Path(".run/demo.mp4"))
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--fps", type=int, default=15)
-    parser.add_argument("--height", type=int, default=192, help="tiny model: keep it small on a CPU; 192x128 "
-                        "is the 512x768 reference's aspect")
-    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--fps", type=float, default=15, help="the dance's frame rate (its file states none)")
+    parser.add_argument("--max-duration", type=float, help="cut the video at this many seconds")
+    parser.add_argument("--height", type=int, default=192, help="tiny model: keep it small on a CPU; the width "
+                        "follows the photo's aspect ratio (128 for the 256x384 example)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--segment-frames", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args(argv)
 
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    params = {"height": args.height, "width": args.width, "steps": args.steps, "seed": 0,
+    params = {"height": args.height, "steps": args.steps, "seed": 0, "fps": args.fps,
               "segment_frames": args.segment_frames}
+    if args.max_duration is not None:
+        params["max_duration_s"] = args.max_duration
     with httpx.Client(base_url=args.api, headers=headers, timeout=60) as client:
-        job_id = submit(client, params, args.seconds, args.fps)
-        print(f"job {job_id}: {args.seconds:g} s at {args.fps} fps, {args.width}x{args.height}, {args.steps} steps")
+        job_id = submit(client, args.examples, params)
+        print(f"job {job_id}: {args.examples / 'dance_openpose.json'} at {args.fps:g} fps, height {args.height}, "
+              f"{args.steps} steps")
         job = follow(client, job_id, args.timeout)
         if job["status"] != "succeeded":
             print(f"job {job_id} {job['status']}: {job.get('error')}", file=sys.stderr)
             return 1
         download(client, job_id, args.out)
-    frames, expected = count_frames(args.out), job["result"]["frames"]
-    model = job.get("model") or {}
-    print(f"{args.out}: {frames} frames at {job['result']['fps']:g} fps, {job['result']['duration_s']:.2f} s, "
-          f"sha256 {job['result']['sha256'][:16]}..., model: {model.get('name')}"
+    result, model = job["result"], job.get("model") or {}
+    frames, expected = count_frames(args.out), expected_frames(args.examples, args.fps, args.max_duration)
+    print(f"{args.out}: {frames} frames at {result['fps']:g} fps, {result['duration_s']:.2f} s, "
+          f"{result['width']}x{result['height']}, sha256 {result['sha256'][:16]}..., model: {model.get('name')}"
           f"{' (untrained)' if model.get('untrained') else ''}")
-    return 0 if frames == expected == round(args.seconds * args.fps) else 1
+    if not same_aspect(result["width"], result["height"], args.examples / "person.png"):
+        print(f"the video is {result['width']}x{result['height']}: not the reference photo's aspect ratio",
+              file=sys.stderr)
+        return 1
+    return 0 if frames == result["frames"] == expected else 1
 
 
 if __name__ == "__main__":

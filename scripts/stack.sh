@@ -7,14 +7,18 @@
 #   scripts/stack.sh demo     up, render the demo through the REST API, down (also on failure)
 #
 # State lives in .run/: one PID file per process (each process leads its own process group),
-# logs in .run/*.log, SeaweedFS data in .run/seaweedfs. Settings come from UNIANIMATE_* variables;
+# logs in .run/*.log, SeaweedFS data in .run/seaweedfs, Redis data in .run/redis. The stack runs its
+# own redis-server on 127.0.0.1:6390 (STACK_REDIS_PORT), never whatever answers on 6379; set
+# UNIANIMATE_REDIS_URL to use another Redis instead. Settings come from UNIANIMATE_* variables;
 # without UNIANIMATE_CHECKPOINT_DIR the workers use the untrained tiny model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
 RUN=.run
-REDIS_URL=${UNIANIMATE_REDIS_URL:-redis://127.0.0.1:6379/0}
+REDIS_PORT=${STACK_REDIS_PORT:-6390}
+OWN_REDIS=$([[ -z "${UNIANIMATE_REDIS_URL:-}" ]] && echo yes || echo no)
+REDIS_URL=${UNIANIMATE_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
 API_HOST=${UNIANIMATE_HOST:-127.0.0.1}
 API_PORT=${UNIANIMATE_PORT:-8000}
 S3_PORT=${WEED_S3_PORT:-8333}
@@ -60,23 +64,34 @@ settings() {
     export UNIANIMATE_S3_ACCESS_KEY=local-dev UNIANIMATE_S3_SECRET_KEY=local-dev-secret-key
     export UNIANIMATE_WEBHOOK_SECRET=${UNIANIMATE_WEBHOOK_SECRET:-$(cat "$RUN/webhook_secret")}
     export UNIANIMATE_HOST=$API_HOST UNIANIMATE_PORT=$API_PORT
+    # a finished job's record and events expire a day after it ends (the least the API allows), not a week
+    export UNIANIMATE_JOB_RETENTION_S=${UNIANIMATE_JOB_RETENTION_S:-86400}
     if [[ -z "${UNIANIMATE_CHECKPOINT_DIR:-}" ]]; then
         export UNIANIMATE_MODEL=${UNIANIMATE_MODEL:-tiny}
     fi
 }
 
+# The stack's own redis-server (data in .run/redis), so it never writes into a Redis that others use;
+# with UNIANIMATE_REDIS_URL set, that Redis is used as it is.
 redis_up() {
     local ping="import redis; redis.Redis.from_url('$REDIS_URL', socket_timeout=1).ping()"
-    if "$PY" -c "$ping" 2>/dev/null; then
-        alive redis || say "reusing the Redis that answers on $REDIS_URL"
+    if [[ $OWN_REDIS == no ]]; then
+        "$PY" -c "$ping" 2>/dev/null || die "no Redis answers on UNIANIMATE_REDIS_URL=$REDIS_URL"
+        say "using the Redis at $REDIS_URL (UNIANIMATE_REDIS_URL)"
         return
     fi
-    command -v redis-server >/dev/null || die "no Redis answers on $REDIS_URL and redis-server is not installed:
-        install it (apt-get install redis-server) or set UNIANIMATE_REDIS_URL to a running Redis"
-    local port
-    port=$("$PY" -c "from urllib.parse import urlsplit; print(urlsplit('$REDIS_URL').port or 6379)")
+    if alive redis; then  # started by an earlier `up`, perhaps on another port
+        "$PY" -c "$ping" 2>/dev/null || die "the Redis this stack started earlier does not answer on $REDIS_URL:
+        run make down, then make up"
+        return
+    fi
+    port_free "$REDIS_PORT" || die "port $REDIS_PORT is in use by something this stack did not start:
+        stop it, or set STACK_REDIS_PORT to a free port"
+    command -v redis-server >/dev/null || die "redis-server is not installed: install it
+        (apt-get install redis-server), or set UNIANIMATE_REDIS_URL to a running Redis"
     mkdir -p "$RUN/redis"
-    start redis redis-server --port "$port" --bind 127.0.0.1 --dir "$RUN/redis" --save "" --appendonly yes  # jobs survive down / up
+    start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --save "" \
+        --appendonly yes  # jobs survive down / up
     wait_for redis "Redis on $REDIS_URL" "$ping"
 }
 
@@ -114,7 +129,7 @@ up() {
     start webhooks "$PY" -m cli.main worker --queues webhooks
     wait_for api "/readyz" "import httpx; assert httpx.get('http://$API_HOST:$API_PORT/readyz').status_code == 200"
     wait_for worker "the render worker" "assert b' ready.' in open('$RUN/worker.log', 'rb').read()"
-    say "ready: API on http://$API_HOST:$API_PORT (model: ${UNIANIMATE_MODEL:-checkpoint ${UNIANIMATE_CHECKPOINT_DIR:-}})"
+    say "ready: API on http://$API_HOST:$API_PORT, Redis $REDIS_URL (model: ${UNIANIMATE_MODEL:-checkpoint ${UNIANIMATE_CHECKPOINT_DIR:-}})"
 }
 
 worker() {

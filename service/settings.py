@@ -100,6 +100,8 @@ class ApiSettings(CommonSettings):
     job_retention_s: int = Field(7 * 24 * 3600, ge=24 * 3600,
                                  description="how long a finished job's record and events are kept")
     sse_keepalive_s: float = Field(15.0, gt=0)
+    batch_max_references: int = Field(8, ge=1, le=64, description="reference images one POST /animate/batch "
+                                                                   "may name (one job each)")
     enqueue_timeout_s: float = Field(5.0, gt=0)
 
     # POST /animate/preflight and the web page (issue 14)

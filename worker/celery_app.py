@@ -31,6 +31,7 @@ from kombu import Queue
 
 from model.longvideo.protocol import SegmentRenderer
 from service.jobs.fair_queue import FairQueue
+from service.jobs.models import ModelsSeen
 from service.jobs.queue import RENDER_TASK, WEBHOOK_TASK, queue_depth
 from service.jobs.store import JobStore
 from service.storage.objects import Storage, make_storage
@@ -41,6 +42,7 @@ from worker import load_failure, stopping
 from worker.broker_queue import BrokerQueue
 from worker.dispatcher import Dispatcher
 from worker.patient_storage import PatientStorage
+from worker.periodic import Periodic
 from worker.render_job import NotStarted, Outcome, RetryRender, WorkerContext, give_up_starting, render_job
 from worker.render_retry import hold_off_sweepers, requeue_claim_ttl, retry_countdown, retry_later
 from worker.renderer_loader import load_extractor, load_renderer, memory_fit
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_SOFT_TIME_LIMIT_S = 60
 START_RETRIES = 5  # a job failing to start the same non-transient way this often is failed, not retried on
+MODEL_ANNOUNCE_EVERY_S = 60  # GET /models forgets a model not announced for 3 minutes (service/jobs/models.py)
 WEBHOOK_REDIS_BACKOFF_MAX_S = 60  # a delivery that hit a Redis error is retried after 1, 2, 4 s... up to this
 
 app = Celery("unianimate", set_as_current=False)
@@ -116,7 +119,22 @@ class Runtime:
                                           name=f"{socket.gethostname()}/{os.getpid()}",
                                           extractor=load_extractor(self.settings),
                                           memory=memory_fit(self.settings, renderer))
+            self._announce_model(renderer)
         return self._context
+
+    def _announce_model(self, renderer: SegmentRenderer) -> None:
+        """Tell the API which model this process holds (GET /models), now and every minute after."""
+        seen = ModelsSeen(self.jobs.redis, self.jobs.prefix)
+        label, untrained = str(getattr(renderer, "label", "unknown")), bool(getattr(renderer, "untrained", False))
+
+        def announce() -> None:
+            seen.announce(label, untrained)
+
+        try:
+            announce()
+        except Exception:  # noqa: BLE001  (a label for the web page is not worth failing a worker)
+            log.warning("could not announce the model to Redis; retrying every %d s", MODEL_ANNOUNCE_EVERY_S)
+        Periodic("model-announce", MODEL_ANNOUNCE_EVERY_S, announce).start()
 
     def job_view(self, job) -> dict:
         """The job as GET /jobs/{id} shows it; a finished video gets a presigned URL when storage makes one."""

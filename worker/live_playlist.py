@@ -1,15 +1,18 @@
 """Progressive playback: each finished segment is also published as an HLS fragment.
 
-    jobs/{id}/live.m3u8                 grows as segments finish; #EXT-X-ENDLIST after the last one
+    jobs/{id}/live.m3u8                 grows as segments finish; #EXT-X-ENDLIST once the job succeeded
     jobs/{id}/live/init.mp4             the fMP4 initialization section (ftyp + moov), one for all
     jobs/{id}/live/{k:04d}.m4s          segment k's media (moof + mdat), H.264 yuv420p
 
-Each segment is encoded on its own (it starts with a keyframe). Same size and settings give the
-same init section every time, so one EXT-X-MAP serves all; each fragment's decode time (`tfdt`)
-is moved to where its first frame sits in the video, so the timeline runs on without
-discontinuities (FFmpeg's HLS reader does not follow a new init section per segment). The frames are the segment's own frames, the same ones the
-final MP4 encodes; the MP4 (one encode of the whole video) stays the deliverable. The playlist is
-rebuilt from the stored one on each add, so a resumed job keeps the entries of earlier runs.
+Nothing is encoded here: the MP4 writer encodes each segment once, in a run of its own that starts
+with a keyframe (`model.longvideo.mp4.Mp4Writer.cut`), and the same packets go into the result MP4
+and, remuxed, into the fragment, so the fragments decode to exactly the MP4's frames. Same size and
+settings give the same init section every time, so one EXT-X-MAP serves all; each fragment's decode
+time (`tfdt`) is moved to where its first frame sits in the video, so the timeline runs on without
+discontinuities (FFmpeg's HLS reader does not follow a new init section per segment). The MP4 stays
+the deliverable. The playlist is rebuilt from the stored one on each add, so a resumed job keeps the
+entries of earlier runs (a segment rendered again is published again, with the same bytes). It is
+closed (`close`) only after the result is stored: a failed job's playlist stays open.
 Publishing is best effort: a failure here is logged and never fails the job.
 """
 from __future__ import annotations
@@ -21,14 +24,14 @@ import re
 from fractions import Fraction
 
 import av
-import numpy as np
 
+from model.longvideo.mp4 import EncodedSegment, h264_stream
 from service.storage.objects import ObjectNotFound, Storage, live_key
 
 log = logging.getLogger(__name__)
 
-FRAGMENT_CRF = 18
-_FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# delay_moov: the init section is written with the first packet, whose parameter sets it describes
+_FRAGMENT_FLAGS = "frag_keyframe+empty_moov+default_base_moof+delay_moov"
 
 
 class LivePlaylist:
@@ -37,20 +40,46 @@ class LivePlaylist:
         self.job_id = job_id
         self.fps = Fraction(fps)
 
-    def publish(self, index: int, frames: np.ndarray, last: bool) -> None:
-        """Segment `index`'s new frames `[N, H, W, 3]` uint8 RGB; `last` closes the playlist."""
+    def publish(self, index: int, segment: EncodedSegment) -> None:
+        """Segment `index`'s packets, as the result MP4 holds them, become fragment `index`."""
         try:
             durations = self._durations()[:index]
-            frames_before = round(sum(durations) * self.fps)
-            init, media = fragment(frames, self.fps)
-            media = shift_decode_time(media, frames_before * _timescale(init) / self.fps)
+            if len(durations) < index:  # an earlier publish failed: a player could not step over the gap
+                log.warning("job %s: the live playlist lacks segment %d; segment %d is not listed", self.job_id,
+                            len(durations), index)
+                return
+            init, media = fragment(segment)
+            media = shift_decode_time(media, segment.first_frame * _timescale(init) / self.fps)
             self.storage.put_bytes(live_key(self.job_id, "init.mp4"), init, "video/mp4")
             self.storage.put_bytes(live_key(self.job_id, f"{index:04d}.m4s"), media, "video/iso.segment")
-            durations.append(len(frames) / self.fps)
-            self.storage.put_bytes(live_key(self.job_id), playlist(durations, ended=last).encode(),
-                                   "application/vnd.apple.mpegurl")
+            durations.append(segment.frames / self.fps)
+            self._put_playlist(durations, ended=False)
         except Exception as exc:  # noqa: BLE001  (progressive playback is a convenience, not the job)
             log.warning("job %s: could not publish segment %d to the live playlist: %s", self.job_id, index, exc)
+
+    def publish_restored(self, index: int, segment: EncodedSegment) -> None:
+        """A segment restored from its checkpoint: published only if the playlist does not list it yet
+        (a re-render's copied segments; an earlier run's entries stay as they are)."""
+        try:
+            listed = len(self._durations())
+        except Exception as exc:  # noqa: BLE001
+            log.warning("job %s: could not read the live playlist: %s", self.job_id, exc)
+            return
+        if listed <= index:
+            self.publish(index, segment)
+
+    def close(self) -> None:
+        """#EXT-X-ENDLIST: called once the job's result is stored, never for a failed job."""
+        try:
+            durations = self._durations()
+            if durations:
+                self._put_playlist(durations, ended=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("job %s: could not close the live playlist: %s", self.job_id, exc)
+
+    def _put_playlist(self, durations: list[float | Fraction], ended: bool) -> None:
+        self.storage.put_bytes(live_key(self.job_id), playlist(durations, ended=ended).encode(),
+                               "application/vnd.apple.mpegurl")
 
     def _durations(self) -> list[float]:
         try:
@@ -72,17 +101,14 @@ def playlist(durations: list[float | Fraction], ended: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fragment(frames: np.ndarray, fps: Fraction, crf: int = FRAGMENT_CRF) -> tuple[bytes, bytes]:
-    """Frames -> (init section, media section) of one fragmented MP4 (CMAF-style)."""
+def fragment(segment: EncodedSegment) -> tuple[bytes, bytes]:
+    """A run of encoded packets -> (init section, media section) of one fragmented MP4 (CMAF-style),
+    without encoding anything: the bytes of each frame are the result MP4's."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4", options={"movflags": _FRAGMENT_FLAGS}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "bf": "0"}  # no B-frames: decode order = display order
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        container.mux(stream.encode())
+        stream = h264_stream(container, segment.fps, segment.width, segment.height)
+        for packet in segment.av_packets(stream, 0):
+            container.mux(packet)
     data = buffer.getvalue()
     split = _init_end(data)
     return data[:split], data[split:]

@@ -5,20 +5,24 @@ patience the worker's upload of a finished segment would fail the run, and a few
 job. So every call that reaches storage is retried (tenacity) on `StorageUnavailable` with
 exponential backoff and jitter until `patience_s` has passed; only then does the error reach the run. The
 job's lease keeps being renewed meanwhile (the heartbeat thread). Every call is idempotent: puts
-overwrite the same key, reads and deletes may repeat.
+overwrite the same key, reads and deletes may repeat, a part uploaded again replaces itself, an
+abort of an aborted upload is no error. Two are not quite: a `create_multipart` whose answer was
+lost leaves an upload nobody knows of (the bucket's lifecycle rule aborts it), and a
+`complete_multipart` whose answer was lost may fail its retry (the upload is gone): the run fails,
+and the next one uploads the MP4 again.
 """
 from __future__ import annotations
 
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from service.storage.objects import Storage, StorageUnavailable, StoredObject
+from service.storage.objects import Storage, StorageUnavailable, StoredObject, UploadedPart
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +73,20 @@ class PatientStorage(Storage):
 
     def delete_prefix(self, prefix: str) -> int:
         return self._retry(f"delete {prefix}", lambda: self.storage.delete_prefix(prefix))
+
+    def create_multipart(self, key: str, content_type: str = "application/octet-stream") -> str:
+        # a retry after a lost answer leaves an upload nobody knows of: the lifecycle rule aborts it
+        return self._retry(f"start an upload of {key}", lambda: self.storage.create_multipart(key, content_type))
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        return self._retry(f"upload part {number} of {key}",
+                           lambda: self.storage.upload_part(key, upload_id, number, data))
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        self._retry(f"complete {key}", lambda: self.storage.complete_multipart(key, upload_id, parts))
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        self._retry(f"abort an upload of {key}", lambda: self.storage.abort_multipart(key, upload_id))
 
     def presigned_url(self, key: str, expires_s: int) -> str | None:
         return self.storage.presigned_url(key, expires_s)  # signed locally, no request

@@ -3,7 +3,7 @@
     take the lease -> count the run -> fetch inputs -> poses -> render segment by segment
     (checkpoint + progress + webhooks after each; with `overlap_segments`, segment k's are done in a
     background thread while k + 1 denoises, and their errors end the run as they would serially)
-    -> upload result.mp4 -> succeeded
+    -> upload result.mp4 (in parts while it grows) -> succeeded
 
 Outcomes: bad input fails the job at once with {code, message}; a cancel request ends it
 canceled; an unexpected error raises `RetryRender` so Celery runs the job again (it resumes
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_
 
 from model.errors import RenderCancelled
 from model.longvideo.chain import SamplingOptions
+from model.longvideo.mp4 import partial_path
 from model.longvideo.planner import plan_segments
 from model.longvideo.protocol import SegmentRenderer
 from model.longvideo.video import RenderOptions, render_video
@@ -36,7 +37,8 @@ from service.jobs.groups import announce_group_if_complete
 from service.jobs.params import RenderParams
 from service.jobs.record import Job, JobError, JobStatus, ModelInfo, RerenderOrigin, Result
 from service.jobs.store import IllegalTransition, JobNotFound, JobStore
-from service.storage.objects import ObjectNotFound, Storage, StorageUnavailable, result_key
+from service.storage.objects import ObjectNotFound, Storage, StorageUnavailable, result_key, result_upload_key
+from service.storage.progressive import ProgressiveUpload
 from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
 from worker.job_inputs import load_motion
@@ -237,32 +239,45 @@ def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
         chained = params.long_video_mode == "chain"
         checkpoints = SegmentCheckpoints(ctx.storage, job.id)
         resume = checkpoints.resume(len(plan)) if chained else None
+        out = Path(tmp) / "result.mp4"
+        upload = ProgressiveUpload(ctx.storage, result_key(job.id), partial_path(out), content_type="video/mp4",
+                                   part_bytes=ctx.settings.s3_multipart_chunk_bytes,
+                                   record_key=result_upload_key(job.id))
+        upload.abort_stale()  # a resumed job writes and uploads its MP4 from the start
         reporter = JobReporter(job.id, jobs=ctx.jobs, outbox=ctx.outbox, worker=ctx.name, checkpoints=checkpoints,
                                heartbeat=heartbeat, fps=motion.fps, segments_total=len(plan) if chained else 1,
-                               progress_interval_s=ctx.settings.progress_interval_s)
+                               progress_interval_s=ctx.settings.progress_interval_s,
+                               presign_ttl_s=ctx.settings.presign_ttl_s, result_upload=upload)
         start = 0 if resume is None else resume.start_segment
+        if resume is not None:  # a re-render's copied segments are not in its playlist yet
+            resume = replace(resume, on_restored=reporter.live.publish_restored)
         if start:
             log.info("job %s resumes at segment %d of %d", job.id, start + 1, len(plan))
             reporter.resumed_at(start)
         reporter.segment_started(start)
-        out = Path(tmp) / "result.mp4"
         options = render_options(params, job.rerender_of)
         if ctx.memory is not None:  # raises DoesNotFit when no settings fit this GPU
             ctx.memory.apply(ctx.renderer, options.height, options.width, options.segment_frames)
-        video = render_video(ctx.renderer, motion.reference_image, motion.ref_pose, motion.poses, out,
-                             fps=motion.fps, options=options, audio_source=motion.audio_source,
-                             on_progress=reporter.progress, should_cancel=reporter.should_cancel,
-                             on_segment_done=reporter.segment_done if chained else None, resume=resume,
-                             overlap=ctx.settings.overlap_segments)
-        heartbeat.check()
-        stored = ctx.storage.put_file(result_key(job.id), out, "video/mp4")
+        try:
+            video = render_video(ctx.renderer, motion.reference_image, motion.ref_pose, motion.poses, out,
+                                 fps=motion.fps, options=options, audio_source=motion.audio_source,
+                                 on_progress=reporter.progress, should_cancel=reporter.should_cancel,
+                                 on_segment_done=reporter.segment_done if chained else None, resume=resume,
+                                 overlap=ctx.settings.overlap_segments)
+            heartbeat.check()
+            stored = upload.finish(out)  # most of it went up while rendering
+        except BaseException:  # failed, canceled, handed back: no orphan parts
+            upload.abort()
+            raise
         result = Result(frames=video.frames, fps=float(video.fps), width=params.width, height=params.height,
                         duration_s=video.duration_s, size_bytes=stored.size_bytes, sha256=stored.sha256,
                         key=stored.key)
         manifest = build_manifest(job, renderer=ctx.renderer, settings=ctx.settings, options=options, motion=motion,
                                   plan=plan, files=files, audio=motion.audio_source is not None,
                                   video=result.model_dump())
-        return result.model_copy(update={"manifest_key": store_manifest(ctx.storage, manifest)})
+        result = result.model_copy(update={"manifest_key": store_manifest(ctx.storage, manifest)})
+        reporter.live.close()  # #EXT-X-ENDLIST only now: a failed job's playlist stays open
+        return result
 
 
 def render_options(params: RenderParams, rerender_of: RerenderOrigin | None = None) -> RenderOptions:
@@ -300,11 +315,13 @@ def _fail(ctx: WorkerContext, job_id: str, code: str, message: str) -> Outcome:
 def _finish(ctx: WorkerContext, job_id: str, status: JobStatus, *, result: Result | None = None,
             error: JobError | None = None) -> Outcome:
     """Record the terminal state, announce it (and its group's completion), and drop the segment
-    checkpoints (nothing resumes a finished job)."""
+    checkpoints of a failed or canceled job (nothing resumes it). A succeeded job keeps them as long
+    as the rest of its objects: POST /jobs/{id}/rerender copies them while the record exists
+    (docs/api.md, "Re-render from a segment")."""
     job = ctx.jobs.transition(job_id, status, result=result, error=error)
     _announce_end(ctx, job, f"job.{status.value}")
     announce_group_if_complete(ctx.jobs, ctx.outbox, job)
-    if not ctx.settings.keep_segments:
+    if status is not JobStatus.SUCCEEDED and not ctx.settings.keep_segments:
         try:
             SegmentCheckpoints(ctx.storage, job_id).delete()
         except StorageUnavailable as exc:  # the job is finished either way; leftovers are only space

@@ -8,6 +8,8 @@ from fractions import Fraction
 from model.longvideo.chain import FinishedSegment
 from model.longvideo.progress import Progress
 from service.jobs.store import JobStore
+from service.storage.objects import Storage, live_key
+from service.storage.progressive import ProgressiveUpload
 from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
 from worker.lease import Heartbeat
@@ -18,7 +20,9 @@ from worker.segment_store import SegmentCheckpoints
 class JobReporter:
     def __init__(self, job_id: str, *, jobs: JobStore, outbox: WebhookOutbox, worker: str,
                  checkpoints: SegmentCheckpoints, heartbeat: Heartbeat, fps: Fraction, segments_total: int,
-                 progress_interval_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+                 progress_interval_s: float = 0.5, presign_ttl_s: int = 3600,
+                 result_upload: ProgressiveUpload | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.job_id = job_id
         self.jobs = jobs
         self.outbox = outbox
@@ -28,8 +32,10 @@ class JobReporter:
         self.fps = fps
         self.segments_total = segments_total
         self.progress_interval_s = progress_interval_s
+        self.presign_ttl_s = presign_ttl_s
         self.clock = clock
         self.live = LivePlaylist(checkpoints.storage, job_id, fps)  # progressive playback (HLS)
+        self.result_upload = result_upload  # the result MP4, uploaded in parts as it grows
         self._last_progress: float | None = None
         self._segment_started_at = clock()
 
@@ -67,12 +73,29 @@ class JobReporter:
         self.outbox.emit(self.jobs.get(self.job_id), "job.progress")
 
     def segment_done(self, finished: FinishedSegment) -> None:
-        """Checkpoint the segment, record it, and count an attempt at the next one."""
+        """Publish the segment's fragment (before the checkpoint: a stored segment has its fragment, and a
+        segment rendered again after a crash is published again), checkpoint it, record it, count an
+        attempt at the next one, and upload the result MP4's finished parts."""
         self.heartbeat.check()
         index = finished.segment.index
+        if finished.encoded is not None:
+            self.live.publish(index, finished.encoded)
         self.checkpoints.save(finished, self.fps)
-        self.live.publish(index, finished.frames, last=index + 1 == self.segments_total)
         self.jobs.segment_finished(self.job_id, index, round(self.clock() - self._segment_started_at, 3))
-        self.outbox.emit(self.jobs.get(self.job_id), "job.segment_completed")
+        self.outbox.emit(self.jobs.get(self.job_id), "job.segment_completed",
+                         extra={"live": live_links(self.checkpoints.storage, self.job_id, index, self.presign_ttl_s)})
         if index + 1 < self.segments_total:
             self.segment_started(index + 1)
+        if self.result_upload is not None:
+            self.result_upload.advance()
+
+
+def live_links(storage: Storage, job_id: str, index: int, presign_ttl_s: int) -> dict[str, str | int]:
+    """The `live` object of a job.segment_completed webhook. The playlist is only served rewritten by
+    the API (service/api/routes/live.py), whose address the worker does not know: its path, plus
+    this segment's fragment and the init section as presigned URLs (API paths with local storage)."""
+    def url(name: str) -> str:
+        return storage.presigned_url(live_key(job_id, name), presign_ttl_s) or f"/jobs/{job_id}/live/{name}"
+
+    return {"playlist": f"/jobs/{job_id}/live.m3u8", "segment": index,
+            "init_url": url("init.mp4"), "fragment_url": url(f"{index:04d}.m4s")}

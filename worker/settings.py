@@ -50,7 +50,8 @@ class WorkerSettings(CommonSettings):
     soft_time_limit_s: int = Field(4 * 3600, ge=10, description="a job still running after this fails")
     time_limit_s: int = Field(4 * 3600 + 300, ge=15, description="the worker process is killed after this")
     progress_interval_s: float = Field(0.5, ge=0, description="least time between progress records of a job")
-    keep_segments: bool = Field(False, description="keep the segment checkpoints after the video is done")
+    keep_segments: bool = Field(False, description="keep the segment checkpoints of failed and canceled jobs "
+                                                 "too (a succeeded job keeps them: re-renders copy them)")
     storage_patience_s: float = Field(300.0, ge=0, description="how long a storage call that finds object "
                                                                "storage unreachable is retried before the run fails")
     queued_stale_s: float = Field(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from model.errors import RenderCancelled
+from model.longvideo.mp4 import EncodedSegment
 from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES, Segment, SegmentPlan, plan_segments
 from model.longvideo.progress import ProgressCallback, ProgressTracker
 from model.longvideo.protocol import (
@@ -77,6 +78,8 @@ class FinishedSegment:
     segment: Segment
     frames: np.ndarray  # [segment.new_frames, H, W, 3] uint8: what this segment adds to the video
     last_frame: np.ndarray  # [H, W, 3] uint8: the next segment's condition; store it to resume there
+    # its frames as the MP4 writer encoded them (`render_video` sets it), to mux elsewhere unchanged
+    encoded: EncodedSegment | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from model.conditions import CONDITION_SETS
 from model.longvideo.chain import DenoisedSegment, FinishedSegment, SamplingOptions, denoise_chain
-from model.longvideo.mp4 import DEFAULT_CRF, MAX_CRF, Mp4Writer, exact_fps
+from model.longvideo.mp4 import DEFAULT_CRF, MAX_CRF, EncodedSegment, Mp4Writer, exact_fps
 from model.longvideo.overlap import BackgroundStage
 from model.longvideo.planner import DEFAULT_SEGMENT_FRAMES, plan_segments
 from model.longvideo.progress import ProgressCallback, ProgressTracker
@@ -66,7 +66,9 @@ class Resume:
 
     start_segment: int
     last_frame: np.ndarray  # the stored last frame of segment start_segment - 1
-    earlier_frames: Iterable[np.ndarray] = ()  # stored frames of segments 0..start_segment-1, batch by batch
+    earlier_frames: Iterable[np.ndarray] = ()  # stored frames of segments 0..start_segment-1, one per segment
+    # each restored segment's packets (the same as the first run's), e.g. to publish what a copy lacks
+    on_restored: Callable[[int, EncodedSegment], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def render_video(
 ) -> VideoResult:
     """Renders `poses` (already sampled at the output rate) into an MP4 at `out`.
 
+    In chain mode each segment is a run of the encoder of its own (`Mp4Writer.cut`), handed to
+    `on_segment_done` as `FinishedSegment.encoded`: the packets in the file, to mux elsewhere.
     In chain mode with `overlap`, segment k's remaining decode, its MP4 frames and `on_segment_done`
     run in a background thread while segment k + 1 denoises (`model.longvideo.overlap`); the file
     and the calls are the same, in the same order, as without it. `on_segment_done` then runs in
@@ -170,8 +174,11 @@ def _write_chain(
     renderer, ref, poses, options, writer, first_frame, resume, on_progress, should_cancel, on_segment_done, overlap
 ) -> None:
     if resume is not None:
-        for frames in resume.earlier_frames:
+        for index, frames in enumerate(resume.earlier_frames):  # cut where the first run cut: the same packets
             writer.write(frames)
+            encoded = writer.cut()
+            if resume.on_restored is not None and encoded is not None:
+                resume.on_restored(index, encoded)
         expected = plan_segments(len(poses), options.segment_frames).frames_before(resume.start_segment)
         if writer.frames_written != expected:
             raise ValueError(
@@ -182,6 +189,7 @@ def _write_chain(
     def finish(denoised: DenoisedSegment) -> None:
         finished = denoised.finish()
         writer.write(finished.frames)
+        finished = replace(finished, encoded=writer.cut())  # each segment is a run of its own
         if on_segment_done is not None:
             on_segment_done(finished)
 

@@ -68,9 +68,9 @@ async def read_multipart(request: Request, tmp: Path, settings: ApiSettings) -> 
                 text.setdefault(name, []).append(value)
     finally:
         await form.close()
-    params = _params(text.get("params", ["{}"])[0], settings)
+    params = parse_params(text.get("params", ["{}"])[0], settings)
     events = [e.strip() for raw in text.get("webhook_events", []) for e in raw.split(",") if e.strip()]
-    webhook = await _webhook(text.get("webhook_url", [None])[0], events or None, settings)
+    webhook = await webhook_from(text.get("webhook_url", [None])[0], events or None, settings)
     hasher.json_field("params", params[1])
     hasher.json_field("webhook", webhook.model_dump() if webhook else None)
     return _finish(files, params[0], webhook, hasher)
@@ -109,17 +109,23 @@ def _save_part(name: str, value: Any, tmp: Path, hasher: ContentHasher) -> Path:
     return dest
 
 
-async def read_json(request: Request, tmp: Path, settings: ApiSettings) -> Submission:
+async def read_json_document(request: Request, settings: ApiSettings) -> Any:
+    """A JSON request body, capped and parsed with the nesting limit (422 when it is not JSON)."""
     body = await _read_capped(request, MAX_TEXT_FIELD)
     try:
-        document = parse_json("body", body, settings.max_json_depth)
-        spec = AnimateJson.model_validate(document)
+        return parse_json("body", body, settings.max_json_depth)
     except InputError as exc:
         raise Problem(422, "invalid-request", str(exc)) from exc
+
+
+async def read_json(request: Request, tmp: Path, settings: ApiSettings) -> Submission:
+    document = await read_json_document(request, settings)
+    try:
+        spec = AnimateJson.model_validate(document)
     except ValidationError as exc:
         raise validation_problem(exc.errors()) from exc
     params = _params_dict(spec.params)
-    webhook = await _webhook(spec.webhook_url, spec.webhook_events, settings)
+    webhook = await webhook_from(spec.webhook_url, spec.webhook_events, settings)
     hasher = ContentHasher()
     hasher.json_field("body", document)
     urls = {name: getattr(spec, f"{name}_url") for name in FILE_FIELDS if getattr(spec, f"{name}_url")}
@@ -170,7 +176,7 @@ def _finish(files: dict[str, Path], params: RenderParams, webhook: Webhook | Non
     return Submission(files, params, webhook, hasher.hexdigest())
 
 
-def _params(raw: str, settings: ApiSettings) -> tuple[RenderParams, Any]:
+def parse_params(raw: str, settings: ApiSettings) -> tuple[RenderParams, Any]:
     try:
         document = parse_json("params", raw.encode(), settings.max_json_depth)
     except InputError as exc:
@@ -187,7 +193,7 @@ def _params_dict(document: dict[str, Any]) -> RenderParams:
         raise validation_problem(exc.errors(), where="params") from exc
 
 
-async def _webhook(url: str | None, events: list[str] | None, settings: ApiSettings) -> Webhook | None:
+async def webhook_from(url: str | None, events: list[str] | None, settings: ApiSettings) -> Webhook | None:
     """Check the webhook at submission, so a bad URL is a 4xx now rather than failed deliveries
     later (delivery checks again: DNS answers may change)."""
     if url is None:

@@ -6,10 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from service.api import problems
 from service.api.bodylimit import BodyLimitMiddleware
-from service.api.routes import animate, events, health, jobs, manifest, preflight
+from service.api.routes import (
+    animate,
+    batch,
+    events,
+    groups,
+    health,
+    jobs,
+    live,
+    manifest,
+    models,
+    preflight,
+    rerender,
+    web,
+)
 from service.api.state import AppState
 from service.settings import ApiSettings
 
@@ -36,7 +50,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                               "Errors are RFC 9457 problem+json; see docs/api.md.")
     app.state.services = services
     problems.install(app)
-    for module in (animate, preflight, jobs, events, health, manifest):
+    for module in (animate, preflight, jobs, events, health, models, manifest, live, web, batch, rerender,
+                   groups):
         app.include_router(module.router)
+    app.mount("/web", StaticFiles(directory=web.WEB_DIR), name="web")  # the page's scripts and styles
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     return app

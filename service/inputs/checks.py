@@ -83,7 +83,9 @@ def check_image(name: str, path: Path, limits: Limits) -> CheckedInput:
         raise InputError(name, f"the image is over the limit of {limits.max_image_pixels} pixels: "
                                "downscale the image") from exc
     except UnidentifiedImageError as exc:
-        raise InputError(name, f"not a readable PNG, JPEG or WebP image ({exc})") from exc
+        # PIL's message names the server's temp file: not the client's business
+        raise InputError(name, "not a readable PNG, JPEG or WebP image: send the photo as a PNG, JPEG or "
+                               "WebP file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(name, f"the image data is corrupt or truncated ({exc})") from exc
     ext, content_type = IMAGE_FORMATS[fmt]

@@ -34,6 +34,16 @@ return {wait, raw, ahead}
 """
 
 
+# KEYS: fair turns; ARGV: prefix, owner, job id, then the render queue's broker lists (as above)
+POSITION_READ_LUA = POSITION_LUA + """
+local ahead = fair_position(ARGV[1], KEYS[1], ARGV[2], ARGV[3])
+if ahead then
+  for i = 4, #ARGV do ahead = ahead + redis.call('LLEN', ARGV[i]) end
+end
+return ahead
+"""
+
+
 @dataclass(frozen=True)
 class JobRead:
     raw: bytes | None  # the record's JSON; None: no such job
@@ -49,6 +59,7 @@ class FastReads:
         self.broker_lists = broker_lists
         self._take = client.register_script(TAKE_LUA)
         self._read = client.register_script(READ_JOB_LUA)
+        self._position = client.register_script(POSITION_READ_LUA)
 
     def _limit_keys(self, owner: str) -> list[str]:
         return [f"{self.prefix}:bucket:{owner}", f"{self.prefix}:limits:{owner}"]
@@ -76,6 +87,18 @@ class FastReads:
             return JobRead(await self.client.get(record), None)  # fail open: see the module's docstring
         raise_if_throttled(wait)
         return JobRead(raw, None if ahead is None else int(ahead))
+
+    async def queue_position(self, owner: str, job_id: str) -> int | None:
+        """What `read_job` counts as `jobs_ahead`, without a token: the SSE stream of a queued job
+        asks it once per poll (None: the job is not waiting in a fair list)."""
+        try:
+            ahead = await self._position(keys=[f"{self.prefix}:fair:turns"],
+                                         args=[self.prefix, owner, job_id, *self.broker_lists])
+        except ResponseError as exc:
+            if not refuses_writes(exc):
+                raise
+            return None  # no position for now; the stream goes on (see the module's docstring)
+        return None if ahead is None else int(ahead)
 
     async def close(self) -> None:
         await self.client.aclose()

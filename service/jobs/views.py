@@ -8,6 +8,7 @@ and the schemathesis response checks instead of drifting silently.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,4 +65,46 @@ class JobView(_Strict):
     queue_position: int | None = Field(
         None, description="GET /jobs/{id} of a queued job: how many jobs start before it, in the fair order "
                           "across API keys (0: it is next); null once it is handed to a worker")
+    live_url: str | None = Field(
+        None, description="GET /jobs/{id}/live.m3u8, the HLS playlist of the finished segments (progressive "
+                          "playback); present once a segment is finished")
     links: JobLinks
+
+
+class JobAccepted(_Strict):
+    """202 of POST /animate and POST /jobs/{id}/rerender (and each job of a batch)."""
+    job_id: str
+    status: JobStatus
+    links: JobLinks
+
+
+class GroupLinks(_Strict):
+    self: str
+
+
+class BatchAccepted(_Strict):
+    """202 of POST /animate/batch: the jobs in the order of the references."""
+    group_id: str
+    status: JobStatus
+    jobs: list[JobAccepted]
+    links: GroupLinks
+
+
+class GroupMember(_Strict):
+    job_id: str
+    status: str = Field(description="the job's status, or `expired` once its record is deleted")
+    result: dict[str, Any] | None = Field(None, description="frames, fps, duration_s, sha256 of a succeeded job")
+    error: JobError | None = None
+    links: JobLinks
+
+
+class GroupView(_Strict):
+    """GET /groups/{id} (service/jobs/groups.py `summary` plus links)."""
+    group_id: str
+    status: str = Field(description="`running` until every member is final, then `completed`")
+    created_at: datetime
+    completed_at: datetime | None
+    total: int
+    counts: dict[str, int] = Field(description="members by status")
+    jobs: list[GroupMember]
+    links: GroupLinks

@@ -6,6 +6,7 @@ a client sent, so no request can choose where a file lands.
     jobs/{job_id}/inputs/{name}           validated inputs (reference_image.png, pose_video.mp4, ...)
     jobs/{job_id}/segments/{k:04d}.{ext}  the frames of finished segment k and its last frame
     jobs/{job_id}/result.mp4              the final video
+    jobs/{job_id}/result_upload.txt       the id of the multipart upload of result.mp4 under way
     jobs/{job_id}/live.m3u8, live/...     the HLS playlist of finished segments and its fragments
     previews/{preview_id}/...             preflight previews (strip.png, preview.mp4), kept briefly
     jobs/{job_id}/manifest.json           how the video was made (reproducibility manifest)
@@ -18,7 +19,9 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9]+)*$")
 _CHUNK = 1024 * 1024
+MIN_PART_BYTES = 5 * 1024 * 1024  # S3's smallest part of a multipart upload, except the last one
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class StorageError(Exception):
@@ -58,6 +63,14 @@ class StoredObject:
     key: str
     size_bytes: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """One part of a multipart upload, as `complete_multipart` needs it back."""
+    number: int  # 1..10000; uploading a number again replaces that part
+    etag: str
+    size_bytes: int
 
 
 def is_job_id(value: str) -> bool:
@@ -108,6 +121,11 @@ def live_key(job_id: str, name: str | None = None) -> str:
     return f"{job_prefix(job_id)}live/{_check_name(name)}"
 
 
+def result_upload_key(job_id: str) -> str:
+    """The multipart upload of result.mp4 a run has under way, so that the next run can abort it."""
+    return f"{job_prefix(job_id)}result_upload.txt"
+
+
 def manifest_key(job_id: str) -> str:
     """What produced the result (worker/manifest.py), next to it."""
     return f"{job_prefix(job_id)}manifest.json"
@@ -156,6 +174,24 @@ class Storage(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise StorageUnavailable unless the backend answers (readiness check)."""
+
+    # Multipart uploads: an object written part by part while it is being made (the result MP4,
+    # `service/storage/progressive.py`). Every part but the last has at least MIN_PART_BYTES.
+    @abstractmethod
+    def create_multipart(self, key: str, content_type: str = "application/octet-stream") -> str:
+        """Start a multipart upload to `key`; returns its upload id."""
+
+    @abstractmethod
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        """Upload part `number` (from 1); the same number again replaces the part."""
+
+    @abstractmethod
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        """The object becomes the parts, in order of their numbers (each number once)."""
+
+    @abstractmethod
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and its parts; an unknown or finished upload is no error."""
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> StoredObject:
         with tempfile.TemporaryDirectory() as tmp:
@@ -236,6 +272,80 @@ class LocalStorage(Storage):
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
+
+    # Multipart: each part is a hidden file under .multipart/{upload id}/ (never listed: list() skips
+    # names that start with a dot); completing joins them beside the object and renames the result.
+    def create_multipart(self, key: str, content_type: str = "application/octet-stream") -> str:
+        upload_id = uuid.uuid4().hex
+        folder = self._upload_dir(upload_id)
+        try:
+            folder.mkdir(parents=True)
+            (folder / ".key").write_text(key)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot start an upload under {self.root}: {exc}") from exc
+        self._path(key)  # a key that escapes the root is refused now, not at the end
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        folder = self._upload(key, upload_id)
+        if not 1 <= number <= 10000:
+            raise ValueError(f"part numbers go from 1 to 10000, got {number}")
+        part = folder / f".{number:05d}"
+        tmp = folder / f".{number:05d}.{os.getpid()}.tmp"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, part)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write part {number} of {key}: {exc}") from exc
+        return UploadedPart(number, hashlib.md5(data).hexdigest(), len(data))
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        folder = self._upload(key, upload_id)
+        numbers = [part.number for part in parts]
+        if not parts or numbers != sorted(set(numbers)):
+            raise ValueError(f"parts must be listed once each, in ascending order, got {numbers}")
+        files = [folder / f".{number:05d}" for number in numbers]
+        for part, file in zip(parts, files):
+            if not file.is_file() or hashlib.md5(file.read_bytes()).hexdigest() != part.etag:
+                raise ValueError(f"part {part.number} of {key} is not the one uploaded (etag {part.etag})")
+        if any(file.stat().st_size < MIN_PART_BYTES for file in files[:-1]):
+            raise ValueError(f"every part but the last needs at least {MIN_PART_BYTES} bytes (as on S3)")
+        dest = self._path(key)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                for file in files:
+                    with open(file, "rb") as part_file:
+                        shutil.copyfileobj(part_file, out, _CHUNK)
+            os.replace(tmp, dest)  # readers never see a half-joined object
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageUnavailable(f"cannot write {key} under {self.root}: {exc}") from exc
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        folder = self._upload_dir(upload_id)
+        if folder.is_dir():
+            self._upload(key, upload_id)  # refuses another key's upload
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if not _UPLOAD_ID.match(upload_id):
+            raise ValueError(f"not an upload id: {upload_id!r}")
+        return self.root / ".multipart" / upload_id
+
+    def _upload(self, key: str, upload_id: str) -> Path:
+        """The folder of an upload under way to `key`."""
+        folder = self._upload_dir(upload_id)
+        try:
+            started_for = (folder / ".key").read_text()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no multipart upload {upload_id} (finished or aborted)") from None
+        if started_for != key:
+            raise ValueError(f"upload {upload_id} is for {started_for!r}, not {key!r}")
+        return folder
 
     def ping(self) -> None:
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import boto3
@@ -17,6 +18,7 @@ from service.storage.objects import (
     StorageMisconfigured,
     StorageUnavailable,
     StoredObject,
+    UploadedPart,
     file_digest,
 )
 
@@ -155,6 +157,30 @@ class S3Storage(Storage):
             batch = [{"Key": key} for key in keys[start:start + 1000]]
             self._call(self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": batch})
         return len(keys)
+
+    def create_multipart(self, key: str, content_type: str = "application/octet-stream") -> str:
+        answer = self._call(self.client.create_multipart_upload, Bucket=self.bucket, Key=key,
+                            ContentType=content_type)
+        return answer["UploadId"]
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        answer = self._call(self.client.upload_part, Bucket=self.bucket, Key=key, UploadId=upload_id,
+                            PartNumber=number, Body=data)
+        return UploadedPart(number, answer["ETag"], len(data))
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        listed = [{"PartNumber": part.number, "ETag": part.etag} for part in parts]
+        self._call(self.client.complete_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id,
+                   MultipartUpload={"Parts": listed})
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self._call(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ObjectNotFound:  # a bare 404: already aborted or completed
+            pass
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
 
     def presigned_url(self, key: str, expires_s: int) -> str | None:
         return self.presign_client.generate_presigned_url(

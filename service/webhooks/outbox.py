@@ -76,15 +76,16 @@ class WebhookOutbox:
         self.job_view = job_view
         self._record_script = client.register_script(_RECORD)
 
-    def emit(self, job: Job, event_type: str) -> str | None:
-        """Send `event_type` for `job` if it has a webhook that wants it; returns the event id."""
+    def emit(self, job: Job, event_type: str, extra: dict[str, Any] | None = None) -> str | None:
+        """Send `event_type` for `job` if it has a webhook that wants it; returns the event id.
+        `extra` adds fields to the event's data beside the job's view (job.segment_completed: `live`)."""
         if job.webhook is None or not wants_event(event_type, job.webhook.events):
             return None
         if event_type == "job.progress" and not self.throttle.should_send(job.id):
             return None
         if event_type == "job.segment_completed":
             self.throttle.should_send(job.id, segment_completed=True)  # the next progress event waits again
-        event = build_event(event_type, self.job_view(job))
+        event = build_event(event_type, self.job_view(job) | (extra or {}))
         record = {"job_id": job.id, "url": job.webhook.url, "event": event.to_dict(),
                   "attempts": 0, "status": "pending", "detail": ""}
         if not self._record(job.id, event.id, record, terminal=event_type in TERMINAL_EVENTS):

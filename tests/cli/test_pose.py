@@ -105,6 +105,13 @@ def test_align_to_a_pixel_openpose_reference_with_its_canvas(tmp_path, align_cas
     assert (aligned.canvas_width, aligned.canvas_height) == (512, 768)
     np.testing.assert_allclose(aligned.body, expected.body, atol=1e-12)
 
+    # the photo the keypoints describe gives the same canvas
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (512, 768)).save(photo)
+    out.unlink()
+    assert main([*args, "--reference-image", str(photo)]) == 0
+    np.testing.assert_allclose(parse_pose_json(out.read_text()).body, expected.body, atol=1e-12)
+
     # The coordinate mode reaches the parser: these pixels read as normalised are far off the canvas.
     assert main([*args, "--reference-canvas-width", "512", "--reference-canvas-height", "768",
                  "--reference-coordinates", "normalized"]) == 2

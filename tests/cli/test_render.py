@@ -62,7 +62,7 @@ def test_tiny_model_renders_keypoints_to_an_mp4(tmp_path, capsys):
 
 
 def load_motion(folder, *extra):
-    return render_cli.load_motion(render_cli.build_parser().parse_args(argv(folder, *extra)))
+    return render_cli.load_motion(render_cli.renders(render_cli.build_parser().parse_args(argv(folder, *extra)))[0])
 
 
 def test_keypoint_flags_reach_the_motion(tmp_path):

@@ -117,3 +117,19 @@ def test_a_wrong_secret_against_real_s3_is_a_503(make_client, seaweed_s3, s3_buc
     body = assert_problem(client.post("/animate", files=keypoint_upload()), 503, "unavailable")
     assert "configuration problem" in body["detail"] and "UNIANIMATE_S3" not in body["detail"]
     assert_problem(client.get("/readyz"), 503)
+
+
+@pytest.mark.parametrize("error", [client_error("NoSuchUpload", 404, "AbortMultipartUpload"),
+                                   client_error("404", 404, "AbortMultipartUpload")])
+def test_aborting_an_upload_that_is_gone_is_no_error(error):
+    S3Storage("bucket", FakeClient(error)).abort_multipart("jobs/x/result.mp4", "upload-id")  # no raise
+
+
+@pytest.mark.parametrize("call", ["create", "part", "complete", "abort"])
+def test_multipart_calls_map_outages_like_the_others(call):
+    storage = S3Storage("bucket", FakeClient(client_error("SlowDown", 503, "UploadPart")))
+    with pytest.raises(StorageUnavailable):
+        {"create": lambda: storage.create_multipart("k"),
+         "part": lambda: storage.upload_part("k", "u", 1, b"data"),
+         "complete": lambda: storage.complete_multipart("k", "u", []),
+         "abort": lambda: storage.abort_multipart("k", "u")}[call]()

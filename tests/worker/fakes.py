@@ -79,7 +79,7 @@ SMALL = {"height": 64, "width": 64, "steps": 2, "seed": 7, "segment_frames": 8}
 
 def store_job(jobs: JobStore, storage: Storage, *, seconds: float = 1.0, fps: int = 15, params: dict | None = None,
               webhook: Webhook | None = None, keypoints: bytes | None = None, reference_keypoints: bool = True,
-              owner: str = "anonymous", pose_video: bytes | None = None) -> Job:
+              owner: str = "anonymous", pose_video: bytes | None = None, extra: dict | None = None) -> Job:
     """A queued job with the demo inputs in storage, as POST /animate leaves it; `pose_video`
     replaces the keypoints."""
     job_id = uuid.uuid4().hex
@@ -93,7 +93,8 @@ def store_job(jobs: JobStore, storage: Storage, *, seconds: float = 1.0, fps: in
         files["reference_keypoints"] = ("reference_keypoints.json", json.dumps(demo_reference_keypoints()).encode())
     inputs = {name: storage.put_bytes(input_key(job_id, file_name), data).key
               for name, (file_name, data) in files.items()}
-    return jobs.create(job_id, owner, RenderParams.model_validate({**SMALL, **(params or {})}), inputs, webhook)
+    return jobs.create(job_id, owner, RenderParams.model_validate({**SMALL, **(params or {})}), inputs, webhook,
+                       extra=extra)
 
 
 def skeleton_video_with_sound(path: Path, *, seconds: float, fps: int = 30, sound_seconds: float = 3.0,

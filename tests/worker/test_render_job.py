@@ -40,7 +40,8 @@ def test_renders_the_job_to_an_mp4_with_every_frame(jobs, storage, make_context)
     events = [e.event for e in jobs.events(job.id)]
     assert events[:2] == ["status", "status"] and events[-1] == "status"
     assert events.count("segment") == 2 and "progress" in events
-    assert not storage.list(job_prefix(job.id) + "segments/"), "checkpoints are dropped once the video is done"
+    # kept with the job's other objects: POST /jobs/{id}/rerender copies them
+    assert SegmentCheckpoints(storage, job.id).stored_count() == 2, "a succeeded job keeps its checkpoints"
 
 
 def test_a_crashed_run_resumes_after_the_last_stored_segment(jobs, storage, make_context):
@@ -109,11 +110,11 @@ def test_a_redis_blip_after_the_job_finished_still_records_its_terminal_event(jo
     ctx = make_context()
     emit, failures = ctx.outbox.emit, []
 
-    def flaky_emit(job, event_type):
+    def flaky_emit(job, event_type, **kwargs):
         if event_type == "job.succeeded" and not failures:
             failures.append(event_type)
             raise redis.ConnectionError("Redis restarting")
-        return emit(job, event_type)
+        return emit(job, event_type, **kwargs)
 
     monkeypatch.setattr(ctx.outbox, "emit", flaky_emit)
     assert render_job(job.id, ctx) is Outcome.SUCCEEDED
@@ -127,10 +128,10 @@ def test_a_redis_error_recording_job_started_costs_the_event_not_a_run(jobs, sto
     ctx = make_context(max_attempts=1)  # had it cost a run, this job would fail
     emit = ctx.outbox.emit
 
-    def flaky_emit(job, event_type):
+    def flaky_emit(job, event_type, **kwargs):
         if event_type == "job.started":
             raise redis.ConnectionError("Redis restarting")
-        return emit(job, event_type)
+        return emit(job, event_type, **kwargs)
 
     monkeypatch.setattr(ctx.outbox, "emit", flaky_emit)
     assert render_job(job.id, ctx) is Outcome.SUCCEEDED

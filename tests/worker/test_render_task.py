@@ -149,3 +149,16 @@ def test_a_record_that_cannot_be_read_is_dropped_after_its_retries(jobs, storage
     install(make_context())
     assert isinstance(celery_app.render.apply(args=[job.id]).result, Retry)
     assert celery_app.render.apply(args=[job.id], retries=celery_app.START_RETRIES).get() == "skipped"
+
+
+def test_a_loaded_model_is_announced_for_get_models(jobs, storage, make_context, monkeypatch):
+    from service.jobs.models import ModelsSeen
+
+    monkeypatch.setattr(celery_app, "MODEL_ANNOUNCE_EVERY_S", 3600)  # the repeat is not this test's business
+    monkeypatch.setattr(celery_app, "load_extractor", lambda settings: None)
+    stub = StubRenderer()
+    stub.label, stub.untrained = "tiny-untrained", True
+    runtime = celery_app.Runtime(make_context().settings, jobs, storage, lambda settings, index: stub)
+    runtime.load_model()
+    assert [(m["name"], m["untrained"]) for m in ModelsSeen(jobs.redis, jobs.prefix).current()] == [
+        ("tiny-untrained", True)]

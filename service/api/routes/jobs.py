@@ -11,6 +11,7 @@ from service.api.auth import Owner, authenticated_key, limit_problem
 from service.api.problems import Problem, problem_responses
 from service.api.routes.animate import job_links
 from service.api.state import AppState, State, app_state
+from service.jobs.groups import announce_group_if_complete
 from service.jobs.key_limits import LimitExceeded
 from service.jobs.record import Job, JobStatus, is_current, public_view
 from service.jobs.store import JobNotFound
@@ -41,7 +42,13 @@ def document_view(request: Request, doc: dict[str, Any], state: AppState) -> dic
     if doc["result"] is not None:
         url = state.storage.presigned_url(doc["result"]["key"], state.settings.presign_ttl_s) or str(
             request.url_for("job_video", job_id=doc["id"]))
-    return public_view(doc, url) | {"links": job_links(request, doc["id"])}
+    links = job_links(request, doc["id"])
+    body = public_view(doc, url)
+    if any(entry["done"] for entry in doc["segments"]):
+        # the playlist route sits under the job's own URL (service/api/routes/live.py); building it
+        # from `self` spares a route walk per status read
+        body["live_url"] = links["self"] + "/live.m3u8"
+    return body | {"links": links}
 
 
 @router.get("/jobs/{job_id}", name="get_job",
@@ -83,6 +90,7 @@ def cancel_job(job_id: str, request: Request, owner: Owner,
     if before.status is JobStatus.QUEUED and job.status is JobStatus.CANCELED:
         # No worker ever sees this job, so the terminal webhook is the API's to send.
         state.outbox.emit(job, "job.canceled")
+        announce_group_if_complete(state.jobs, state.outbox, job)  # it may be its batch's last member
         state.fair.forget(owner, job_id)  # out of the queue positions now (the dispatcher would drop it too)
     return JSONResponse(job_view(request, job, state), status_code=202)
 
