@@ -81,8 +81,33 @@ class StandInRenderer:
         raise NotImplementedError("the benchmark renders in chain mode")
 
 
-def run_once(overlap: bool, args: argparse.Namespace, redis_url: str, storage: Storage, tmp: Path) -> dict:
+class SentBytes:
+    """The storage the job uses, recording when each piece of the result MP4 went up (whole or part)."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.sent: list[tuple[float, str, int]] = []  # (monotonic time, key, bytes)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes):
+        part = self.inner.upload_part(key, upload_id, number, data)
+        self.sent.append((time.monotonic(), key, len(data)))
+        return part
+
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream"):
+        stored = self.inner.put_file(key, path, content_type)
+        self.sent.append((time.monotonic(), key, stored.size_bytes))
+        return stored
+
+    def bytes_after(self, key: str, moment: float) -> int:
+        return sum(size for at, sent_key, size in self.sent if sent_key == key and at > moment)
+
+
+def run_once(overlap: bool, args: argparse.Namespace, redis_url: str, backend: Storage, tmp: Path) -> dict:
     jobs = JobStore.from_url(redis_url)
+    storage = SentBytes(backend)
     outbox = WebhookOutbox(jobs.redis, lambda event_id: None, prefix=jobs.prefix, progress_interval_s=0)
     settings = WorkerSettings(_env_file=None, redis_url=redis_url, model="tiny", storage="local",
                               local_storage_dir=tmp / "unused", overlap_segments=overlap, progress_interval_s=0.5)
@@ -103,6 +128,7 @@ def run_once(overlap: bool, args: argparse.Namespace, redis_url: str, storage: S
     video = storage.get_bytes(result_key(job.id))
     return {"wall_s": round(wall, 3), "gpu_idle_s": round(idle, 3), "gpu_idle_fraction": round(idle / wall, 4),
             "after_last_denoise_s": round(after_last, 3), "result_bytes": len(video),
+            "result_bytes_sent_after_last_denoise": storage.bytes_after(result_key(job.id), spans[-1][1]),
             "result_sha256": hashlib.sha256(video).hexdigest()}
 
 

@@ -37,7 +37,14 @@ from service.jobs.groups import announce_group_if_complete
 from service.jobs.params import RenderParams
 from service.jobs.record import Job, JobError, JobStatus, ModelInfo, RerenderOrigin, Result
 from service.jobs.store import IllegalTransition, JobNotFound, JobStore
-from service.storage.objects import ObjectNotFound, Storage, StorageUnavailable, result_key, result_upload_key
+from service.storage.objects import (
+    MIN_PART_BYTES,
+    ObjectNotFound,
+    Storage,
+    StorageUnavailable,
+    result_key,
+    result_upload_key,
+)
 from service.storage.progressive import ProgressiveUpload
 from service.webhooks.outbox import WebhookOutbox
 from worker import stopping
@@ -241,7 +248,7 @@ def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
         resume = checkpoints.resume(len(plan)) if chained else None
         out = Path(tmp) / "result.mp4"
         upload = ProgressiveUpload(ctx.storage, result_key(job.id), partial_path(out), content_type="video/mp4",
-                                   part_bytes=ctx.settings.s3_multipart_chunk_bytes,
+                                   part_bytes=MIN_PART_BYTES,  # the smallest S3 allows: the least left at the end
                                    record_key=result_upload_key(job.id))
         upload.abort_stale()  # a resumed job writes and uploads its MP4 from the start
         reporter = JobReporter(job.id, jobs=ctx.jobs, outbox=ctx.outbox, worker=ctx.name, checkpoints=checkpoints,

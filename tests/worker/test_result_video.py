@@ -88,7 +88,6 @@ class Recording(LocalStorage):
         return super().abort_multipart(key, upload_id)
 
 
-PART = 5 * 1024 * 1024
 BIG = {"height": 384, "width": 384, "crf": 0}  # noisy stub frames, lossless: 6 s are about 12 MiB
 
 
@@ -96,7 +95,7 @@ def test_a_large_mp4_goes_up_in_parts_while_the_job_renders(jobs, tmp_path, make
     storage = Recording(tmp_path / "storage", jobs)
     job = store_job(jobs, storage, seconds=6.0, fps=15, params=BIG)
     storage.job_id = job.id
-    ctx = make_context(s3_multipart_chunk_bytes=PART)
+    ctx = make_context()
     ctx.storage = storage
     assert render_job(job.id, ctx) is Outcome.SUCCEEDED
     done = jobs.get(job.id)
@@ -112,7 +111,7 @@ def test_a_crash_aborts_the_upload_and_the_resumed_run_starts_a_new_one(jobs, tm
     storage = Recording(tmp_path / "storage", jobs)
     job = store_job(jobs, storage, seconds=6.0, fps=15, params=BIG)
     storage.job_id = job.id
-    crashing = make_context(StubRenderer(crash_on_call=9), s3_multipart_chunk_bytes=PART)
+    crashing = make_context(StubRenderer(crash_on_call=9))
     crashing.storage = storage
     with pytest.raises(RetryRender):
         render_job(job.id, crashing)
@@ -120,7 +119,7 @@ def test_a_crash_aborts_the_upload_and_the_resumed_run_starts_a_new_one(jobs, tm
     assert names[0] == "create" and names[-1] == "abort", "no orphan parts"
     assert not any((tmp_path / "storage" / ".multipart").iterdir())
     storage.calls.clear()
-    resumed = make_context(s3_multipart_chunk_bytes=PART)
+    resumed = make_context()
     resumed.storage = storage
     assert render_job(job.id, resumed) is Outcome.SUCCEEDED
     names = [name for name, _ in storage.calls]
