@@ -136,8 +136,6 @@ def _load_reference(args, path: Path | None) -> PoseSequence | None:
     from model.pose.inputs import detect_input_kind, load_reference_pose
 
     width, height = args.reference_canvas_width, args.reference_canvas_height
-    if width is None and height is None and args.reference_image is not None:
-        width, height = _image_size(args.reference_image)
     if detect_input_kind(path) == "image":
         if width is not None or height is not None or args.reference_coordinates != "auto":
             raise PoseInputError(
@@ -145,6 +143,8 @@ def _load_reference(args, path: Path | None) -> PoseSequence | None:
                 "keypoint JSON; a reference photo is measured in its own pixels: leave them out"
             )
         return load_reference_pose(path, "image", extractor=_extractor(args))
+    if width is None and height is None and args.reference_image is not None:  # the keypoints' photo
+        width, height = _image_size(args.reference_image)
     try:
         return load_reference_pose(
             path, "keypoints", canvas_width=width, canvas_height=height, coordinates=args.reference_coordinates

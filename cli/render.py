@@ -224,7 +224,7 @@ def output_paths(args: argparse.Namespace) -> list[Path]:
     if "{" in text:
         try:
             outs = [Path(text.format(index=index, stem=ref.stem)) for index, ref in enumerate(references)]
-        except (KeyError, IndexError, ValueError):
+        except (KeyError, IndexError, ValueError, AttributeError):
             raise ValueError(f"--out {text}: a pattern may name only {{index}} and {{stem}}") from None
     elif args.out.is_dir():
         stems = [ref.stem for ref in references]

@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
 RUN=.run
-REDIS_PORT=${STACK_REDIS_PORT:-6390}
+# the port of the Redis an earlier `up` started (so `make worker` finds it), else 6390
+REDIS_PORT=${STACK_REDIS_PORT:-$(cat "$RUN/redis_port" 2>/dev/null || echo 6390)}
 OWN_REDIS=$([[ -z "${UNIANIMATE_REDIS_URL:-}" ]] && echo yes || echo no)
 REDIS_URL=${UNIANIMATE_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
 API_HOST=${UNIANIMATE_HOST:-127.0.0.1}
@@ -92,6 +93,7 @@ redis_up() {
     mkdir -p "$RUN/redis"
     start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN/redis" --save "" \
         --appendonly yes  # jobs survive down / up
+    echo "$REDIS_PORT" >"$RUN/redis_port"
     wait_for redis "Redis on $REDIS_URL" "$ping"
 }
 
@@ -164,6 +166,7 @@ down() {
         name=$(basename "$pidfile" .pid)
         if [[ $name == seaweedfs ]]; then stop "$name" 40; else stop "$name"; fi  # weed drains ~10-20 s
     done
+    alive redis || rm -f "$RUN/redis_port"
 }
 
 demo() {

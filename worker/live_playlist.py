@@ -68,12 +68,17 @@ class LivePlaylist:
         if listed <= index:
             self.publish(index, segment)
 
-    def close(self) -> None:
-        """#EXT-X-ENDLIST: called once the job's result is stored, never for a failed job."""
+    def close(self, segments_total: int) -> None:
+        """#EXT-X-ENDLIST: called once the job's result is stored, never for a failed job; and only if
+        every segment is listed (a playlist with a segment that could not be published stays open,
+        rather than telling players that a shorter video is the whole of it; the MP4 is complete)."""
         try:
             durations = self._durations()
-            if durations:
-                self._put_playlist(durations, ended=True)
+            if len(durations) < segments_total:
+                log.warning("job %s: the live playlist lists %d of %d segments; it is not closed", self.job_id,
+                            len(durations), segments_total)
+                return
+            self._put_playlist(durations, ended=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("job %s: could not close the live playlist: %s", self.job_id, exc)
 

@@ -283,7 +283,8 @@ def _render(job: Job, ctx: WorkerContext, heartbeat: Heartbeat) -> Result:
                                   plan=plan, files=files, audio=motion.audio_source is not None,
                                   video=result.model_dump())
         result = result.model_copy(update={"manifest_key": store_manifest(ctx.storage, manifest)})
-        reporter.live.close()  # #EXT-X-ENDLIST only now: a failed job's playlist stays open
+        if chained:  # #EXT-X-ENDLIST only now: a failed job's playlist stays open
+            reporter.live.close(len(plan))
         return result
 
 

@@ -22,6 +22,7 @@ Browsers and players read such a file with HTTP range requests (one extra reques
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -196,7 +197,12 @@ class Mp4Writer:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # never leave a half-written .partial behind
+                with contextlib.suppress(Exception):  # the error to raise is close()'s
+                    self.abort()
+                raise
         else:
             self.abort()
 

@@ -25,6 +25,7 @@ from service.api.routes import (
     web,
 )
 from service.api.state import AppState
+from service.preflight.estimate import check_classes
 from service.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
+    check_classes(settings.worker_classes)  # refuse to start rather than fail every submission
     services = AppState.from_settings(settings)
 
     @asynccontextmanager

@@ -74,6 +74,7 @@ async def _read_multipart(request: Request, tmp: Path, settings: ApiSettings) ->
     form = await request.form(max_files=2 * most + 1, max_fields=2 * most + 1 + len(TEXT_FIELDS) + 4,
                               max_part_size=MAX_TEXT_FIELD)
     hasher, motion, text = ContentHasher(), {}, {}
+    hasher.json_field("endpoint", "batch")  # never the same request as a one-reference POST /animate
     listed: dict[str, list[Path]] = {name: [] for name in REFERENCE_FIELDS}
     try:
         for name, value in form.multi_items():
@@ -114,6 +115,7 @@ async def _read_json(request: Request, tmp: Path, settings: ApiSettings) -> Batc
     params = _params_dict(spec.params)
     webhook = await webhook_from(spec.webhook_url, spec.webhook_events, settings)
     hasher = ContentHasher()
+    hasher.json_field("endpoint", "batch")
     hasher.json_field("body", document)
     _check_counts(len(spec.reference_image_urls), spec.reference_keypoints_urls, settings)
     downloads: list[tuple[Path, dict[str, str]]] = [

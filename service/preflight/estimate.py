@@ -29,11 +29,20 @@ class WorkerClass:
 
 WORKER_CLASSES = {
     item.name: item for item in (
+        WorkerClass("nvidia-h200-141gb", 141, step_s=1.0),
         WorkerClass("nvidia-h100-80gb", 80, step_s=1.1),
         WorkerClass("nvidia-a100-80gb", 80, step_s=1.9),
         WorkerClass("nvidia-l4-24gb", 24, step_s=6.5),
     )
 }
+
+
+def check_classes(names: tuple[str, ...]) -> None:
+    """At start-up: a name the estimates cannot look up would otherwise fail every POST /animate."""
+    unknown = [name for name in names if name not in WORKER_CLASSES]
+    if unknown:
+        raise ValueError(f"UNIANIMATE_WORKER_CLASSES names unknown worker class(es) {', '.join(unknown)}; "
+                         f"known: {', '.join(WORKER_CLASSES)}")
 
 
 def estimate(plan: SegmentPlan, params: RenderParams, classes: tuple[str, ...], *, height: int,

@@ -55,6 +55,9 @@ class ProgressiveUpload:
             stale = self.storage.get_bytes(self.record_key).decode().strip()
         except ObjectNotFound:
             return
+        except StorageError as exc:  # not this run's business: the lifecycle rule is the backstop
+            log.warning("could not read the earlier upload record of %s: %s", self.key, exc)
+            return
         log.info("aborting the unfinished upload %s of %s left by an earlier run", stale, self.key)
         try:
             self.storage.abort_multipart(self.key, stale)
@@ -96,7 +99,7 @@ class ProgressiveUpload:
         try:
             self.storage.abort_multipart(self.key, self.upload_id)
             self._forget_record()
-        except (StorageError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001  (whatever it is, the run's own error is the one to raise)
             log.warning("could not abort the upload %s of %s: %s", self.upload_id, self.key, exc)
         self.upload_id, self._parts = None, []
 

@@ -196,9 +196,10 @@ async function learnModel(triesLeft = 12) {
       return;
     }
   } catch {
-    // no answer: keep what the last job here showed, and ask again
+    // no answer: ask again
   }
   if (triesLeft > 1) setTimeout(() => learnModel(triesLeft - 1), 5000);
+  else applyTinyDefaults();  // never an answer: what the last job here showed
 }
 
 async function offerExample() {
@@ -296,8 +297,12 @@ async function render() {
 }
 
 function follow(jobId) {
-  if (current) current.stop = true;
-  current = {id: jobId, live: null, stop: false};
+  if (current) {  // the job shown before: close its event stream and its live player
+    current.stop = true;
+    current.abort.abort();
+    if (current.live) current.live.stop();
+  }
+  current = {id: jobId, live: null, stop: false, abort: new AbortController()};
   history.replaceState(null, "", `#job=${jobId}`);
   $("job").hidden = false;
   $("job-id").textContent = jobId;
@@ -305,8 +310,11 @@ function follow(jobId) {
   $("result-box").hidden = true;
   $("job-progress").value = 0;
   $("job-progress-text").textContent = "";
+  $("live-state").textContent = "";
   const job = current;
-  refreshJob(job).then(() => followEvents(job)).catch(showError);
+  // a job already over has nothing to stream: its result is shown (the stream would replay it all)
+  refreshJob(job).then((view) => TERMINAL.has(view.status) ? onFinished(job, view) : followEvents(job))
+    .catch((err) => job.stop || showError(err));
 }
 
 async function refreshJob(job) {
@@ -325,7 +333,7 @@ function showJob(view) {
   showModel(view.model);
   $("job-error").hidden = !view.error;
   if (view.error) $("job-error").textContent = `${view.error.code}: ${view.error.message}`;
-  if (view.status === "succeeded" && view.result) showResult(view);
+  if (view.status === "succeeded" && view.result) showResult(view).catch(showError);
 }
 
 function queueText(position) {
@@ -352,7 +360,7 @@ async function followEvents(job) {
   for (let attempt = 0; attempt < 20 && !job.stop; attempt++) {
     try {
       const headers = {Accept: "text/event-stream", ...(lastId ? {"Last-Event-ID": lastId} : {})};
-      const response = await api(`/jobs/${job.id}/events`, {headers});
+      const response = await api(`/jobs/${job.id}/events`, {headers, signal: job.abort.signal});
       for await (const event of sseEvents(response.body)) {
         if (job.stop) return;
         if (event.id) lastId = event.id;
@@ -361,6 +369,7 @@ async function followEvents(job) {
       const view = await refreshJob(job);  // the stream ended: the job is final (or the server restarted)
       if (TERMINAL.has(view.status)) return onFinished(job, view);
     } catch (err) {
+      if (job.stop) return;  // another job is shown now (its fetch was aborted)
       if (err instanceof ApiError && err.problem.status && err.problem.status < 500) throw err;
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * 2 ** attempt, 15000)));
@@ -370,6 +379,14 @@ async function followEvents(job) {
 // Server-Sent Events framing: lines `event:`, `data:`, `id:`; a blank line ends an event; `:` is a comment
 async function* sseEvents(stream) {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    yield* sseFrames(reader);
+  } finally {
+    reader.cancel().catch(() => {});  // a consumer that stops early closes the connection
+  }
+}
+
+async function* sseFrames(reader) {
   let buffer = "";
   let event = {type: "message", data: [], id: null};
   while (true) {
@@ -490,8 +507,15 @@ class LivePlayer {
   }
 
   refresh() {
-    this.queue = this.queue.then(() => this.update()).catch((err) => this.say(`live playback stopped: ${err.message}`));
+    this.queue = this.queue.then(() => this.update())
+      .catch((err) => this.done || this.say(`live playback stopped: ${err.message}`));
     return this.queue;
+  }
+
+  stop() {
+    this.done = true;
+    this.video.removeAttribute("src");
+    this.video.load();
   }
 
   async update() {
@@ -500,8 +524,8 @@ class LivePlayer {
     const playlist = parsePlaylist(await response.text(), response.url);
     if (!playlist.init || playlist.fragments.length === 0) return;
     if (!this.buffer) await this.open(await fetchBytes(playlist.init));
-    while (this.appended < playlist.fragments.length) {
-      await this.append(await fetchBytes(playlist.fragments[this.appended]));
+    while (this.appended < playlist.fragments.length && !this.done) {
+      await this.appendKeepingLittle(await fetchBytes(playlist.fragments[this.appended]));
       this.appended += 1;
       this.say(`${this.appended} segment${this.appended === 1 ? "" : "s"} received`);
       this.video.play().catch(() => {});
@@ -515,12 +539,35 @@ class LivePlayer {
 
   async open(init) {
     this.source = new MediaSource();
-    this.video.src = URL.createObjectURL(this.source);
+    const url = URL.createObjectURL(this.source);
+    this.video.src = url;
     await new Promise((resolve) => this.source.addEventListener("sourceopen", resolve, {once: true}));
+    URL.revokeObjectURL(url);  // attached: the URL is no longer needed
     const type = `video/mp4; codecs="${codecOf(init)}"`;
     if (!MediaSource.isTypeSupported(type)) throw new Error(`this browser cannot play ${type}`);
     this.buffer = this.source.addSourceBuffer(type);
     await this.append(init);
+  }
+
+  // A minute of video would outgrow the browser's buffer quota: what was played long ago is dropped first.
+  async appendKeepingLittle(bytes) {
+    await this.trim(30);
+    try {
+      await this.append(bytes);
+    } catch (err) {
+      if (err.name !== "QuotaExceededError") throw err;
+      await this.trim(2);
+      await this.append(bytes);
+    }
+  }
+
+  async trim(keepSeconds) {
+    const until = this.video.currentTime - keepSeconds;
+    if (until <= 0 || this.buffer.buffered.length === 0 || this.buffer.buffered.start(0) >= until) return;
+    await new Promise((resolve) => {
+      this.buffer.addEventListener("updateend", resolve, {once: true});
+      this.buffer.remove(0, until);
+    });
   }
 
   append(bytes) {
@@ -529,7 +576,13 @@ class LivePlayer {
       const failed = () => { this.buffer.removeEventListener("updateend", done); reject(new Error("the browser refused a fragment")); };
       this.buffer.addEventListener("updateend", done, {once: true});
       this.buffer.addEventListener("error", failed, {once: true});
-      this.buffer.appendBuffer(bytes);
+      try {
+        this.buffer.appendBuffer(bytes);  // throws QuotaExceededError when the buffer is full
+      } catch (err) {
+        this.buffer.removeEventListener("updateend", done);
+        this.buffer.removeEventListener("error", failed);
+        reject(err);
+      }
     });
   }
 }
@@ -566,9 +619,13 @@ async function download(event) {
   const link = $("download");
   if (link.href.startsWith("blob:") || !current) return;
   event.preventDefault();
+  let url = link.href;
   try {
     const view = await (await api(`/jobs/${current.id}`)).json();  // a fresh presigned URL
-    const blob = await (await fetch(view.result.url)).blob();
+    url = view.result.url;
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`storage answered ${response.status}`);
+    const blob = await response.blob();
     const save = document.createElement("a");
     save.href = URL.createObjectURL(blob);
     save.download = link.download;
@@ -577,7 +634,7 @@ async function download(event) {
     save.remove();
     setTimeout(() => URL.revokeObjectURL(save.href), 60000);
   } catch {
-    window.open(link.href, "_blank", "noopener");  // storage without CORS: let the browser open it
+    window.open(url, "_blank", "noopener");  // storage without CORS: let the browser open it
   }
 }
 
@@ -590,8 +647,7 @@ function showKeyState() {
 document.addEventListener("DOMContentLoaded", () => {
   $("api-key").value = localStorage.getItem(KEY_STORE) || "";
   showKeyState();
-  applyTinyDefaults();
-  learnModel();
+  learnModel();  // then the small defaults, if the workers hold the untrained model
   offerExample();
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -29,3 +29,13 @@ def test_a_segment_no_class_can_hold_says_so_and_by_how_much():
     entries = estimate(plan_segments(128, 128), params, ("nvidia-l4-24gb",), height=2048, width=2048)
     assert entries[0]["fits"] is False and entries[0]["memory_settings"] is None
     assert entries[0]["peak_gpu_memory_gib"] > 24
+
+
+def test_an_unknown_worker_class_stops_the_api_at_start_naming_the_known_ones(settings):
+    import pytest
+
+    from service.api.app import create_app
+    from service.settings import ApiSettings
+
+    with pytest.raises(ValueError, match="nvidia-h300.*known: nvidia-h200-141gb"):
+        create_app(ApiSettings(**{**dict(settings), "worker_classes": "nvidia-h100-80gb,nvidia-h300"}))

@@ -59,7 +59,9 @@ def test_the_playlist_grows_plays_before_the_end_and_equals_the_mp4(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(so_far, mp4_frames))
     live.publish(2, runs[2])
     assert "#EXT-X-ENDLIST" not in playlist.read_text(), "the last segment does not close the playlist"
-    live.close()
+    live.close(4)  # a segment missing: not closed
+    assert "#EXT-X-ENDLIST" not in playlist.read_text()
+    live.close(3)
     assert playlist.read_text().endswith("#EXT-X-ENDLIST\n")
     frames = decoded(playlist)
     assert len(frames) == len(mp4_frames) == sum(map(len, parts))
@@ -85,7 +87,7 @@ def test_a_resumed_job_keeps_the_earlier_entries(tmp_path):
     LivePlaylist(storage, JOB, FPS).publish(0, runs[0])
     LivePlaylist(storage, JOB, FPS).publish(1, runs[1])  # a new worker's run
     LivePlaylist(storage, JOB, FPS).publish(1, runs[1])  # rendered again after a crash: listed once
-    LivePlaylist(storage, JOB, FPS).close()
+    LivePlaylist(storage, JOB, FPS).close(2)
     playlist = tmp_path / "store" / "jobs" / JOB / "live.m3u8"
     assert playlist.read_text().count("#EXTINF:") == 2 and len(decoded(playlist)) == 11
 
@@ -99,7 +101,7 @@ def test_a_segment_after_a_gap_is_not_listed(tmp_path):
 
 def test_closing_a_playlist_with_no_segment_writes_nothing(tmp_path):
     storage = LocalStorage(tmp_path / "store")
-    LivePlaylist(storage, JOB, FPS).close()
+    LivePlaylist(storage, JOB, FPS).close(1)
     assert storage.list("jobs/") == []
 
 
@@ -111,5 +113,5 @@ def test_a_publishing_failure_never_fails_the_job(tmp_path):
     runs, _ = encoded(tmp_path, segments(1))
     live = LivePlaylist(Broken(tmp_path / "store"), JOB, FPS)
     live.publish(0, runs[0])  # no raise
-    live.close()
+    live.close(1)
     assert not (tmp_path / "store" / "jobs").exists()

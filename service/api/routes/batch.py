@@ -141,15 +141,21 @@ def _replay(state: AppState, owner: str, key: str, content_hash: str, group_id: 
 
 
 def _rollback(state: AppState, owner: str, members: list[Job], idempotency_key: str | None, group_id: str) -> None:
-    """Best effort, like submit's: a member a worker already started is canceled instead."""
-    for job in members:
+    """Best effort, like submit's: a member a worker already started is canceled instead. The first
+    member's objects hold the motion every member reads: they go last, and stay while any member
+    could not be removed (its worker must still find its inputs to end it as canceled)."""
+    kept_any = False
+    for job in [*members[1:], *members[:1]]:
         try:
             state.jobs.discard(job.id)
-            state.storage.delete_prefix(job_prefix(job.id))
+            if job is not members[0] or not kept_any:
+                state.storage.delete_prefix(job_prefix(job.id))
         except IllegalTransition:
+            kept_any = True
             with contextlib.suppress(Exception):
                 state.jobs.request_cancel(job.id)
         except Exception as exc:  # noqa: BLE001  (the outage that caused the rollback)
+            kept_any = True
             log.warning("batch rollback: job %s could not be removed: %s", job.id, exc)
         with contextlib.suppress(Exception):
             state.fair.forget(owner, job.id)
