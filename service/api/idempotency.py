@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Annotated
 
 import redis
+from fastapi import Depends, Header
+
+from service.api.problems import Problem
 
 MAX_KEY_LENGTH = 255
 
@@ -47,6 +51,20 @@ def check_key(key: str) -> str:
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise ValueError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
     return key
+
+
+def _key_header(idempotency_key: Annotated[str | None, Header(
+        description="same key + same request -> the same answer, without a second job")] = None) -> str | None:
+    if idempotency_key is None:
+        return None
+    try:
+        return check_key(idempotency_key)
+    except ValueError as exc:
+        raise Problem(422, "invalid-request", str(exc)) from exc
+
+
+# the checked Idempotency-Key header of a submitting route (None when not sent)
+IdempotencyKey = Annotated[str | None, Depends(_key_header)]
 
 
 class IdempotencyStore:

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.animate_request import AnimateJson, read_body
 from service.api.auth import Owner
-from service.api.idempotency import check_key
+from service.api.idempotency import IdempotencyKey
 from service.api.problems import Problem, problem_responses
 from service.api.state import AppState, State
 from service.api.submit import Submitted, submit
@@ -64,15 +63,8 @@ def job_links(request: Request, job_id: str) -> dict[str, str]:
 
 @router.post("/animate", status_code=202, openapi_extra=OPENAPI_BODY, tags=["jobs"],
              responses=problem_responses(400, 401, 409, 413, 415, 422, 503))
-async def animate(request: Request, owner: Owner, state: State,
-                  idempotency_key: Annotated[str | None, Header(description="same key + same body -> same job")]
-                  = None) -> JSONResponse:
+async def animate(request: Request, owner: Owner, state: State, idempotency_key: IdempotencyKey) -> JSONResponse:
     """Submit an animation job. Answers 202 with the job id and links; poll or stream events."""
-    if idempotency_key is not None:
-        try:
-            idempotency_key = check_key(idempotency_key)
-        except ValueError as exc:
-            raise Problem(422, "invalid-request", str(exc)) from exc
     with tempfile.TemporaryDirectory(prefix="unianimate-upload-") as tmp:
         submission = await read_body(request, Path(tmp), state.settings)
         checked = await run_in_threadpool(check_inputs, submission.files, submission.params, state)

@@ -16,16 +16,16 @@ import logging
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service.api.animate_request import Submission
 from service.api.auth import Owner, limit_problem
 from service.api.batch_request import AnimateBatchJson, Batch, read_batch
-from service.api.idempotency import check_key
+from service.api.idempotency import IdempotencyKey
 from service.api.problems import Problem, problem_responses
 from service.api.routes.animate import MULTIPART_SCHEMA, check_inputs, job_links
 from service.api.state import AppState, State
@@ -56,16 +56,9 @@ OPENAPI_BODY = {"requestBody": {"required": True, "content": {
              responses={202: {"model": BatchAccepted, "description": "the group and its jobs"},
                         **problem_responses(400, 401, 409, 413, 415, 422, 429, 503)})
 async def animate_batch(request: Request, owner: Owner, state: State,
-                        idempotency_key: Annotated[str | None, Header(description="same key + same body -> "
-                                                                                  "same group")] = None
-                        ) -> JSONResponse:
+                        idempotency_key: IdempotencyKey) -> JSONResponse:
     """One job per reference image, all driven by the same motion; answers 202 with the group id and
     the job ids in the order of the references."""
-    if idempotency_key is not None:
-        try:
-            idempotency_key = check_key(idempotency_key)
-        except ValueError as exc:
-            raise Problem(422, "invalid-request", str(exc)) from exc
     with tempfile.TemporaryDirectory(prefix="unianimate-batch-") as tmp:
         batch = await read_batch(request, Path(tmp), state.settings)
         batch.params = batch.params.with_seed()  # one seed for the whole batch

@@ -9,16 +9,16 @@ deleted without touching the other's. The parent's segments exist as long as its
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.animate_request import Submission, read_json_document, webhook_from
 from service.api.auth import Owner
-from service.api.idempotency import ContentHasher, check_key
+from service.api.idempotency import ContentHasher, IdempotencyKey
 from service.api.problems import Problem, problem_responses, validation_problem
 from service.api.routes.animate import accepted
 from service.api.routes.jobs import load_job
@@ -61,15 +61,9 @@ class RerenderRequest(BaseModel):
              responses={202: {"model": JobAccepted, "description": "the new job, as POST /animate answers"},
                         **problem_responses(401, 404, 409, 413, 415, 422, 429, 503)})
 async def rerender(job_id: str, request: Request, owner: Owner, state: State,
-                   idempotency_key: Annotated[str | None, Header(description="same key + same body -> same job")]
-                   = None) -> JSONResponse:
+                   idempotency_key: IdempotencyKey) -> JSONResponse:
     """A new job that keeps the parent's frames before `from_segment` and renders the rest with a new seed.
     Answers 202 like POST /animate."""
-    if idempotency_key is not None:
-        try:
-            idempotency_key = check_key(idempotency_key)
-        except ValueError as exc:
-            raise Problem(422, "invalid-request", str(exc)) from exc
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise Problem(415, "unsupported-media-type", 'send application/json: {"from_segment": k, "seed": s}')
     document = await read_json_document(request, state.settings)
