@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,7 @@ from service.webhooks.events import validate_event_filter
 FILE_FIELDS = ("reference_image", "pose_video", "pose_keypoints", "reference_keypoints")
 TEXT_FIELDS = ("params", "webhook_url", "webhook_events")
 MAX_TEXT_FIELD = 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass
@@ -156,11 +158,15 @@ async def _download_all(urls: dict[str, str], tmp: Path, settings: ApiSettings) 
             raise Problem(422, "input-unreachable", f"{name}_url: {exc}") from exc
         return name, tmp / name
 
-    # On the first failure the other downloads are cancelled and awaited before the error leaves:
-    # a download still writing into `tmp` would race the temp directory's removal (a 500).
-    tasks = [asyncio.ensure_future(one(name, url)) for name, url in urls.items()]
+    return dict(await gather_downloads([one(name, url) for name, url in urls.items()]))
+
+
+async def gather_downloads(downloads: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """All at once. On the first failure the others are cancelled and awaited before the error
+    leaves: a download still writing into the temp folder would race its removal (a 500)."""
+    tasks = [asyncio.ensure_future(download) for download in downloads]
     try:
-        return dict(await asyncio.gather(*tasks))
+        return list(await asyncio.gather(*tasks))
     finally:
         for task in tasks:
             task.cancel()

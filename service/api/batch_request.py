@@ -7,7 +7,6 @@ except that `reference_image` and `reference_keypoints` repeat (multipart), or a
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from service.api.animate_request import (
     _download_all,
     _params_dict,
     _save_part,
+    gather_downloads,
     parse_params,
     read_json_document,
     webhook_from,
@@ -134,8 +134,7 @@ async def _read_json(request: Request, tmp: Path, settings: ApiSettings) -> Batc
 
 async def _download_each(downloads: list[tuple[Path, dict[str, str]]], settings: ApiSettings
                          ) -> list[dict[str, Path]]:
-    """All downloads at once; on the first failure the rest are cancelled and awaited before the
-    error leaves (a download still writing into the temp folder would race its removal)."""
+    """All downloads at once (the motion's, then each reference's); errors name the reference."""
     async def one(index: int, folder: Path, urls: dict[str, str]) -> dict[str, Path]:
         try:
             return await _download_all(urls, folder, settings)
@@ -144,13 +143,7 @@ async def _download_each(downloads: list[tuple[Path, dict[str, str]]], settings:
                 raise
             raise Problem(exc.status, exc.slug, f"reference {index - 1}: {exc.detail}") from exc
 
-    tasks = [asyncio.ensure_future(one(index, folder, urls)) for index, (folder, urls) in enumerate(downloads)]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return await gather_downloads([one(index, folder, urls) for index, (folder, urls) in enumerate(downloads)])
 
 
 def _reference_folder(tmp: Path, index: int, most: int) -> Path:

@@ -61,19 +61,32 @@ def submit(state: AppState, owner: str, checked: list[CheckedInput], submission,
     return Submitted(job, replayed=False)
 
 
-def _replay(state: AppState, owner: str, key: str, content_hash: str, job_id: str) -> Job | None:
-    reservation = state.idempotency.reserve(owner, key, content_hash, job_id)
+def reserve_key(state: AppState, owner: str, key: str, content_hash: str, new_id: str) -> str | None:
+    """Reserve the Idempotency-Key for `new_id`: None when it is fresh; for a repeat of the same
+    request, the id the first one made (a job's, or a batch's group's); 422 for another request."""
+    reservation = state.idempotency.reserve(owner, key, content_hash, new_id)
     if reservation.fresh:
         return None
     if reservation.content_hash != content_hash:
         raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used for a different request; "
                                                      "use a new key for a new request")
+    return reservation.job_id
+
+
+def request_in_progress() -> Problem:
+    """The first request with the key has reserved it but not yet made what it names."""
+    return Problem(409, "request-in-progress", "a request with this Idempotency-Key is still being "
+                                               "processed; retry in a moment", headers={"Retry-After": "1"})
+
+
+def _replay(state: AppState, owner: str, key: str, content_hash: str, job_id: str) -> Job | None:
+    earlier = reserve_key(state, owner, key, content_hash, job_id)
+    if earlier is None:
+        return None
     try:
-        return state.jobs.get(reservation.job_id)
+        return state.jobs.get(earlier)
     except JobNotFound:
-        raise Problem(409, "request-in-progress", "a request with this Idempotency-Key is still being "
-                                                  "processed; retry in a moment",
-                      headers={"Retry-After": "1"}) from None
+        raise request_in_progress() from None
 
 
 def _rollback(state: AppState, owner: str, job_id: str, idempotency_key: str | None) -> None:

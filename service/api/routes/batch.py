@@ -29,7 +29,7 @@ from service.api.idempotency import IdempotencyKey
 from service.api.problems import Problem, problem_responses
 from service.api.routes.animate import MULTIPART_SCHEMA, check_inputs, job_links
 from service.api.state import AppState, State
-from service.api.submit import submit
+from service.api.submit import request_in_progress, reserve_key, submit
 from service.inputs.checks import CheckedInput
 from service.jobs.groups import Group, GroupNotFound, GroupStore, announce_group_if_complete
 from service.jobs.key_limits import LimitExceeded
@@ -118,18 +118,14 @@ def submit_batch(state: AppState, owner: str, batch: Batch, checked: list[list[C
 
 def _replay(state: AppState, owner: str, key: str, content_hash: str, group_id: str
             ) -> tuple[Group, list[Job]] | None:
-    reservation = state.idempotency.reserve(owner, key, content_hash, group_id)
-    if reservation.fresh:
+    earlier = reserve_key(state, owner, key, content_hash, group_id)
+    if earlier is None:
         return None
-    if reservation.content_hash != content_hash:
-        raise Problem(422, "idempotency-key-reused", "this Idempotency-Key was used for a different request; "
-                                                     "use a new key for a new request")
     store = GroupStore(state.jobs)
     try:
-        group = store.get(reservation.job_id)
+        group = store.get(earlier)
     except GroupNotFound:
-        raise Problem(409, "request-in-progress", "a request with this Idempotency-Key is still being "
-                                                  "processed; retry in a moment", headers={"Retry-After": "1"}) from None
+        raise request_in_progress() from None
     return group, [job for job in store.members(group) if job is not None]
 
 
