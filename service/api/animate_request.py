@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +28,7 @@ FILE_FIELDS = ("reference_image", "pose_video", "pose_keypoints", "reference_key
 TEXT_FIELDS = ("params", "webhook_url", "webhook_events")
 MAX_TEXT_FIELD = 1024 * 1024
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -120,16 +121,35 @@ async def read_json_document(request: Request, settings: ApiSettings) -> Any:
         raise Problem(422, "invalid-request", str(exc)) from exc
 
 
-async def read_json(request: Request, tmp: Path, settings: ApiSettings) -> Submission:
+@dataclass
+class JsonRequest(Generic[M]):
+    spec: M
+    params: RenderParams
+    webhook: Webhook | None
+    hasher: ContentHasher
+
+
+async def read_json_request(request: Request, settings: ApiSettings, model: type[M],
+                            endpoint: str | None = None) -> JsonRequest[M]:
+    """A JSON submission: parsed within the limits, validated as `model`, its params and webhook
+    checked, and hashed for Idempotency-Key (`endpoint` keeps the hashes of different routes apart)."""
     document = await read_json_document(request, settings)
     try:
-        spec = AnimateJson.model_validate(document)
+        spec = model.model_validate(document)
     except ValidationError as exc:
         raise validation_problem(exc.errors()) from exc
     params = _params_dict(spec.params)
     webhook = await webhook_from(spec.webhook_url, spec.webhook_events, settings)
     hasher = ContentHasher()
+    if endpoint is not None:
+        hasher.json_field("endpoint", endpoint)
     hasher.json_field("body", document)
+    return JsonRequest(spec, params, webhook, hasher)
+
+
+async def read_json(request: Request, tmp: Path, settings: ApiSettings) -> Submission:
+    body = await read_json_request(request, settings, AnimateJson)
+    spec, params, webhook, hasher = body.spec, body.params, body.webhook, body.hasher
     urls = {name: getattr(spec, f"{name}_url") for name in FILE_FIELDS if getattr(spec, f"{name}_url")}
     files = await _download_all(urls, tmp, settings)
     return _finish(files, params, webhook, hasher)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -20,15 +20,14 @@ from service.api.animate_request import (
     MAX_TEXT_FIELD,
     TEXT_FIELDS,
     _download_all,
-    _params_dict,
     _save_part,
     gather_downloads,
     parse_params,
-    read_json_document,
+    read_json_request,
     webhook_from,
 )
 from service.api.idempotency import ContentHasher
-from service.api.problems import Problem, validation_problem
+from service.api.problems import Problem
 from service.jobs.params import RenderParams
 from service.jobs.record import Webhook
 from service.settings import ApiSettings
@@ -107,16 +106,8 @@ async def _read_multipart(request: Request, tmp: Path, settings: ApiSettings) ->
 
 
 async def _read_json(request: Request, tmp: Path, settings: ApiSettings) -> Batch:
-    document = await read_json_document(request, settings)
-    try:
-        spec = AnimateBatchJson.model_validate(document)
-    except ValidationError as exc:
-        raise validation_problem(exc.errors()) from exc
-    params = _params_dict(spec.params)
-    webhook = await webhook_from(spec.webhook_url, spec.webhook_events, settings)
-    hasher = ContentHasher()
-    hasher.json_field("endpoint", "batch")
-    hasher.json_field("body", document)
+    body = await read_json_request(request, settings, AnimateBatchJson, endpoint="batch")
+    spec, params, webhook, hasher = body.spec, body.params, body.webhook, body.hasher
     _check_counts(len(spec.reference_image_urls), spec.reference_keypoints_urls, settings)
     downloads: list[tuple[Path, dict[str, str]]] = [
         (tmp, {name: url for name in MOTION_FIELDS if (url := getattr(spec, f"{name}_url"))})]
